@@ -1,0 +1,3 @@
+from glimpse.cli.main import main
+
+main()

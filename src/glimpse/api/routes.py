@@ -1,0 +1,35 @@
+"""The whole route table on one screen."""
+
+from __future__ import annotations
+
+from starlette.routing import Route
+
+from glimpse.api.v2 import discovery, image_data, images, members
+
+ROUTES = [
+    Route("/", discovery.versions_root, methods=["GET"]),
+    Route("/versions", discovery.versions, methods=["GET"]),
+    Route("/healthcheck", discovery.healthcheck, methods=["GET", "HEAD"]),
+    Route("/v2/schemas/image", discovery.image_schema, methods=["GET"]),
+    Route("/v2/schemas/images", discovery.images_schema, methods=["GET"]),
+    Route("/v2/schemas/member", discovery.member_schema, methods=["GET"]),
+    Route("/v2/schemas/members", discovery.members_schema, methods=["GET"]),
+    Route("/v2/images", images.list_images, methods=["GET"]),
+    Route("/v2/images", images.create_image, methods=["POST"]),
+    Route("/v2/images/{image_id}", images.show_image, methods=["GET"]),
+    Route("/v2/images/{image_id}", images.update_image, methods=["PATCH"]),
+    Route("/v2/images/{image_id}", images.delete_image, methods=["DELETE"]),
+    Route("/v2/images/{image_id}/file", image_data.upload, methods=["PUT"]),
+    Route("/v2/images/{image_id}/file", image_data.download, methods=["GET"]),
+    Route("/v2/images/{image_id}/tags/{tag:path}", images.add_tag, methods=["PUT"]),
+    Route("/v2/images/{image_id}/tags/{tag:path}", images.delete_tag, methods=["DELETE"]),
+    Route("/v2/images/{image_id}/actions/deactivate", images.deactivate, methods=["POST"]),
+    Route("/v2/images/{image_id}/actions/reactivate", images.reactivate, methods=["POST"]),
+    Route("/v2/images/{image_id}/members", members.list_members, methods=["GET"]),
+    Route("/v2/images/{image_id}/members", members.add_member, methods=["POST"]),
+    Route("/v2/images/{image_id}/members/{member_id}", members.show_member, methods=["GET"]),
+    Route("/v2/images/{image_id}/members/{member_id}", members.update_member, methods=["PUT"]),
+    Route(
+        "/v2/images/{image_id}/members/{member_id}", members.delete_member, methods=["DELETE"]
+    ),
+]

@@ -1,0 +1,100 @@
+"""``/v2/images/{id}/file``: streamed upload and (ranged) download."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+
+from glimpse.api.http import context
+from glimpse.api.state import state
+from glimpse.domain.errors import InvalidInput, StoreNotFound, UnsupportedMediaType
+from glimpse.services.image_data import ByteRange
+
+_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)\s*-\s*(\d+)\s*/\s*(\d+|\*)\s*$")
+
+
+async def upload(request: Request) -> Response:
+    st = state(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/octet-stream":
+        raise UnsupportedMediaType(
+            "Image data must be sent with Content-Type: application/octet-stream"
+        )
+    declared = _declared_size(request)
+    store_id = request.headers.get("x-image-meta-store")
+    if store_id is not None and not st.options.multistore:
+        store_id = None
+    try:
+        await st.services.image_data.upload(
+            context(request),
+            request.path_params["image_id"],
+            _body(request),
+            declared_size=declared,
+            store_id=store_id,
+        )
+    except StoreNotFound as exc:
+        raise InvalidInput(exc.message) from None
+    return Response(status_code=204)
+
+
+async def _body(request: Request) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                yield chunk
+    except ClientDisconnect:
+        raise InvalidInput("The client disconnected before sending all image data.") from None
+
+
+def _declared_size(request: Request) -> int | None:
+    value = request.headers.get("x-openstack-image-size")
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise InvalidInput("x-openstack-image-size must be a non-negative integer.")
+    return int(value)
+
+
+async def download(request: Request) -> Response:
+    st = state(request)
+    byte_range = _parse_range(request)
+    data = await st.services.image_data.download(
+        context(request), request.path_params["image_id"], byte_range
+    )
+    if data is None:
+        return Response(status_code=204)
+    headers = {"Content-Length": str(data.length)}
+    if data.image.checksum and not data.partial:
+        headers["Content-MD5"] = data.image.checksum
+    status = 200
+    if data.partial:
+        status = 206
+        end = data.offset + data.length - 1
+        headers["Content-Range"] = f"bytes {data.offset}-{end}/{data.total}"
+    body = data.store.read(data.location, data.offset, data.length)
+    return StreamingResponse(
+        body, status_code=status, headers=headers, media_type="application/octet-stream"
+    )
+
+
+def _parse_range(request: Request) -> ByteRange | None:
+    header = request.headers.get("range")
+    if header is not None:
+        match = _RANGE.match(header)
+        if match is None or (not match.group(1) and not match.group(2)):
+            raise InvalidInput(f"Invalid Range header: {header}; one byte range is supported.")
+        start = int(match.group(1)) if match.group(1) else None
+        end = int(match.group(2)) if match.group(2) else None
+        return ByteRange(start, end)
+    # Glance also honours the legacy request Content-Range.
+    legacy = request.headers.get("content-range")
+    if legacy is not None:
+        match = _CONTENT_RANGE.match(legacy)
+        if match is None:
+            raise InvalidInput(f"Invalid Content-Range header: {legacy}")
+        return ByteRange(int(match.group(1)), int(match.group(2)))
+    return None

@@ -1,0 +1,154 @@
+"""The composition root: settings in, a running node's parts out.
+
+The only module that names concrete adapters (SQL repositories, the file store
+driver, the auth strategies).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+
+from glimpse.api.app import create_app
+from glimpse.api.state import ApiOptions, ApiState
+from glimpse.api.v2.schemas import build_schemas
+from glimpse.auth.base import Authenticator
+from glimpse.auth.noauth import NoAuth
+from glimpse.auth.tokens import TokenFileAuth
+from glimpse.config import Settings, resolve_database_url
+from glimpse.db.sql import migrate
+from glimpse.db.sql.repositories import SqlImageRepository, SqlMemberRepository
+from glimpse.db.sql.session import Database
+from glimpse.formats.stream import FormatPolicy
+from glimpse.policy.enforcer import PolicyEnforcer
+from glimpse.services.bundle import Services
+from glimpse.services.image_data import DataLimits, ImageDataService
+from glimpse.services.images import ImageRules, ImageService
+from glimpse.services.members import MemberService
+from glimpse.stores.file import FileStoreDriver
+from glimpse.stores.registry import ManagedStore, StoreRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Node:
+    """One Glimpse node: its database, stores, services and ASGI app."""
+
+    settings: Settings
+    db: Database
+    stores: StoreRegistry
+    file_drivers: list[FileStoreDriver]
+    services: Services
+    app: Starlette
+
+    async def start(self, *, run_migrations: bool = True) -> None:
+        if run_migrations:
+            await migrate.upgrade(self.db)
+        for driver in self.file_drivers:
+            driver.prepare()
+            removed = driver.remove_temporary_files()
+            if removed:
+                log.warning("removed %d partial files left by an interrupted write", removed)
+        recovered = await self.services.image_data.recover_interrupted_uploads()
+        if recovered:
+            log.warning("%d interrupted uploads were reset to queued", recovered)
+
+    async def stop(self) -> None:
+        await self.db.close()
+
+
+def build_authenticator(settings: Settings) -> Authenticator:
+    if settings.auth_strategy == "noauth":
+        return NoAuth(settings.noauth_project_id, settings.noauth_user_id)
+    if settings.auth_strategy == "tokens":
+        if settings.token_file is None:
+            raise ValueError("auth_strategy = tokens needs [glimpse] token_file")
+        return TokenFileAuth(settings.token_file)
+    raise ValueError(
+        "auth_strategy = keystone is not available yet in this build; "
+        "use noauth or tokens"
+    )
+
+
+def build_stores(settings: Settings) -> tuple[StoreRegistry, list[FileStoreDriver]]:
+    driver = FileStoreDriver(
+        settings.store_dir,
+        chunk_size=settings.store_chunk_size,
+        file_perm=settings.store_file_perm,
+        thin_provisioning=settings.thin_provisioning,
+    )
+    store = ManagedStore("file", driver, hashing_algorithm=settings.hashing_algorithm)
+    return StoreRegistry([store], "file", multistore=False), [driver]
+
+
+def build_node(settings: Settings) -> Node:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(resolve_database_url(settings))
+    stores, file_drivers = build_stores(settings)
+    policy = PolicyEnforcer(settings.policy_file, settings.config_dir)
+    image_repo = SqlImageRepository(db)
+    member_repo = SqlMemberRepository(db)
+    images = ImageService(
+        image_repo,
+        member_repo,
+        stores,
+        policy,
+        ImageRules(
+            disk_formats=settings.disk_formats,
+            container_formats=settings.container_formats,
+            image_property_quota=settings.image_property_quota,
+            image_tag_quota=settings.image_tag_quota,
+        ),
+    )
+    services = Services(
+        images=images,
+        image_data=ImageDataService(
+            images,
+            image_repo,
+            stores,
+            DataLimits(settings.image_size_cap, settings.user_storage_quota),
+            FormatPolicy(
+                disk_formats=settings.disk_formats,
+                require_image_format_match=settings.require_image_format_match,
+                vmdk_allowed_types=settings.vmdk_allowed_types,
+                gpt_safety_checks_nonfatal=settings.gpt_safety_checks_nonfatal,
+            ),
+            settings.node_id,
+        ),
+        members=MemberService(images, member_repo, settings.image_member_quota),
+    )
+    api_state = ApiState(
+        services=services,
+        schemas=build_schemas(
+            settings.disk_formats, settings.container_formats, settings.schema_image_file
+        ),
+        options=ApiOptions(
+            limit_param_default=settings.limit_param_default,
+            api_limit_max=settings.api_limit_max,
+            show_image_direct_url=settings.show_image_direct_url,
+            show_multiple_locations=settings.show_multiple_locations,
+            max_request_body_size=settings.max_request_body_size,
+            max_request_id_length=settings.max_request_id_length,
+            public_endpoint=settings.public_endpoint,
+            multistore=stores.multistore,
+        ),
+        authenticator=build_authenticator(settings),
+    )
+    node: Node
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        await node.start()
+        try:
+            yield
+        finally:
+            await node.stop()
+
+    app = create_app(api_state, lifespan)
+    node = Node(settings, db, stores, file_drivers, services, app)
+    return node

@@ -1,0 +1,261 @@
+"""Every option Glimpse reads, defined once, with Glance's section and option names.
+
+Options are registered on an explicit ``ConfigOpts`` (never the global ``cfg.CONF``),
+read once at start-up into a frozen :class:`Settings`, and passed down from there.
+Options that only Glimpse has live in the ``[glimpse]`` section.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from oslo_config import cfg
+
+DEFAULT_DISK_FORMATS = [
+    "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop",
+]
+DEFAULT_CONTAINER_FORMATS = ["ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed"]
+
+_DEFAULT_OPTS = [
+    cfg.HostAddressOpt("bind_host", default="127.0.0.1", help="Address to listen on."),
+    cfg.PortOpt("bind_port", default=9292, help="Port to listen on."),
+    cfg.IntOpt("workers", default=1, min=1, help="Server processes to run."),
+    cfg.StrOpt(
+        "auth_strategy",
+        default="noauth",
+        choices=["noauth", "tokens", "keystone"],
+        help="Who is calling: noauth (every caller is admin of one project), "
+        "tokens (static token file), keystone.",
+    ),
+    cfg.StrOpt("public_endpoint", help="URL shown in the versions document and links."),
+    cfg.StrOpt("hashing_algorithm", default="sha512", help="Algorithm of os_hash_value."),
+    cfg.IntOpt("image_size_cap", default=1099511627776, min=0, help="Largest image in bytes."),
+    cfg.StrOpt(
+        "user_storage_quota",
+        default="0",
+        help="Bytes a project may store across all its images (B, KB, MB, GB, TB "
+        "suffixes); 0 means unlimited.",
+    ),
+    cfg.IntOpt("image_member_quota", default=128, help="Members per image; negative: no limit."),
+    cfg.IntOpt("image_property_quota", default=128, help="Properties per image; negative: none."),
+    cfg.IntOpt("image_tag_quota", default=128, help="Tags per image; negative: no limit."),
+    cfg.IntOpt("image_location_quota", default=10, help="Locations per image; negative: none."),
+    cfg.IntOpt("limit_param_default", default=25, min=1, help="Default page size."),
+    cfg.IntOpt("api_limit_max", default=1000, min=1, help="Largest page size."),
+    cfg.BoolOpt("show_image_direct_url", default=False, help="Show direct_url on images."),
+    cfg.BoolOpt("show_multiple_locations", default=False, help="Show locations on images."),
+    cfg.IntOpt("max_request_id_length", default=64, help="Longest accepted request id."),
+]
+
+_PASTE_OPTS = [cfg.StrOpt("flavor", help="Glance's pipeline flavor; 'keystone' selects keystone.")]
+
+_DATABASE_OPTS = [
+    cfg.StrOpt(
+        "connection",
+        secret=True,
+        help="SQLAlchemy URL; default: SQLite file glimpse.db in the data directory.",
+    ),
+]
+
+_STORE_OPTS = [
+    cfg.StrOpt("default_backend", help="Store id new data goes to."),
+    cfg.StrOpt("filesystem_store_datadir", help="Directory of the file store."),
+    cfg.IntOpt("filesystem_store_chunk_size", default=1024 * 1024, min=4096),
+    cfg.IntOpt("filesystem_store_file_perm", default=0),
+    cfg.BoolOpt("filesystem_thin_provisioning", default=False),
+]
+
+_FORMAT_OPTS = [
+    cfg.ListOpt("disk_formats", default=DEFAULT_DISK_FORMATS),
+    cfg.ListOpt("container_formats", default=DEFAULT_CONTAINER_FORMATS),
+    cfg.ListOpt("vmdk_allowed_types", default=["streamOptimized", "monolithicSparse"]),
+    cfg.BoolOpt("require_image_format_match", default=True),
+    cfg.ListOpt("gpt_safety_checks_nonfatal", default=[]),
+]
+
+_POLICY_OPTS = [
+    cfg.StrOpt("policy_file", default="policy.yaml", help="Policy overrides (YAML or JSON)."),
+]
+
+_GLIMPSE_OPTS = [
+    cfg.StrOpt("data_dir", default="data", help="Where the embedded default keeps its files."),
+    cfg.StrOpt("noauth_project_id", default="admin", help="Project of every noauth caller."),
+    cfg.StrOpt("noauth_user_id", default="admin", help="User of every noauth caller."),
+    cfg.BoolOpt(
+        "allow_insecure_bind",
+        default=False,
+        help="Let noauth mode listen on a non-loopback address.",
+    ),
+    cfg.StrOpt("token_file", help="JSON file mapping tokens to user, project and roles."),
+    cfg.StrOpt("node_id", default=socket.gethostname(), help="Name of this node."),
+    cfg.StrOpt(
+        "schema_image_file",
+        help="JSON file of extra image properties to publish in the image schema "
+        "(Glance's schema-image.json); default: the common properties Glance ships.",
+    ),
+    cfg.IntOpt("max_request_body_size", default=65536, help="Largest JSON body in bytes."),
+]
+
+
+def build_config_opts() -> cfg.ConfigOpts:
+    conf = cfg.ConfigOpts()
+    conf.register_opts(_DEFAULT_OPTS)
+    conf.register_opts(_PASTE_OPTS, group="paste_deploy")
+    conf.register_opts(_DATABASE_OPTS, group="database")
+    conf.register_opts(_STORE_OPTS, group="glance_store")
+    conf.register_opts(_FORMAT_OPTS, group="image_format")
+    conf.register_opts(_POLICY_OPTS, group="oslo_policy")
+    conf.register_opts(_GLIMPSE_OPTS, group="glimpse")
+    return conf
+
+
+def parse_size(text: str) -> int:
+    """Parse Glance's size notation (``10GB``, ``512 MB``, ``1024``) into bytes."""
+    units = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+    value = text.strip().upper().replace(" ", "")
+    for suffix in ("KB", "MB", "GB", "TB", "B"):
+        if value.endswith(suffix):
+            return int(value[: -len(suffix)]) * units[suffix]
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    bind_host: str
+    bind_port: int
+    workers: int
+    auth_strategy: str
+    public_endpoint: str | None
+    hashing_algorithm: str
+    image_size_cap: int
+    user_storage_quota: int
+    image_member_quota: int
+    image_property_quota: int
+    image_tag_quota: int
+    image_location_quota: int
+    limit_param_default: int
+    api_limit_max: int
+    show_image_direct_url: bool
+    show_multiple_locations: bool
+    max_request_id_length: int
+    database_url: str
+    data_dir: Path
+    store_dir: Path
+    store_chunk_size: int
+    store_file_perm: int
+    thin_provisioning: bool
+    disk_formats: tuple[str, ...]
+    container_formats: tuple[str, ...]
+    vmdk_allowed_types: tuple[str, ...]
+    require_image_format_match: bool
+    gpt_safety_checks_nonfatal: tuple[str, ...]
+    policy_file: str
+    config_dir: Path | None
+    noauth_project_id: str
+    noauth_user_id: str
+    allow_insecure_bind: bool
+    token_file: Path | None
+    node_id: str
+    schema_image_file: Path | None
+    max_request_body_size: int
+
+
+def load_settings(
+    config_files: list[str] | None = None,
+    overrides: dict[str, object] | None = None,
+) -> Settings:
+    """Read the INI files once and return typed settings.
+
+    ``overrides`` holds command-line shortcuts (host, port, data_dir) and test values,
+    keyed by the Settings field name; they win over the files.
+    """
+    conf = build_config_opts()
+    conf(args=[], default_config_files=list(config_files or []), project="glimpse")
+    settings = settings_from_conf(conf, config_files or [])
+    if overrides:
+        settings = _apply_overrides(settings, overrides)
+    return settings
+
+
+def settings_from_conf(conf: cfg.ConfigOpts, config_files: list[str]) -> Settings:
+    data_dir = Path(conf.glimpse.data_dir).expanduser()
+    auth_strategy = conf.auth_strategy
+    flavor = conf.paste_deploy.flavor or ""
+    if "keystone" in flavor:
+        auth_strategy = "keystone"
+    return Settings(
+        bind_host=conf.bind_host,
+        bind_port=conf.bind_port,
+        workers=conf.workers,
+        auth_strategy=auth_strategy,
+        public_endpoint=conf.public_endpoint,
+        hashing_algorithm=conf.hashing_algorithm,
+        image_size_cap=conf.image_size_cap,
+        user_storage_quota=parse_size(conf.user_storage_quota),
+        image_member_quota=conf.image_member_quota,
+        image_property_quota=conf.image_property_quota,
+        image_tag_quota=conf.image_tag_quota,
+        image_location_quota=conf.image_location_quota,
+        limit_param_default=conf.limit_param_default,
+        api_limit_max=conf.api_limit_max,
+        show_image_direct_url=conf.show_image_direct_url,
+        show_multiple_locations=conf.show_multiple_locations,
+        max_request_id_length=conf.max_request_id_length,
+        database_url=conf.database.connection or "",
+        data_dir=data_dir,
+        store_dir=Path(conf.glance_store.filesystem_store_datadir or data_dir / "images"),
+        store_chunk_size=conf.glance_store.filesystem_store_chunk_size,
+        store_file_perm=conf.glance_store.filesystem_store_file_perm,
+        thin_provisioning=conf.glance_store.filesystem_thin_provisioning,
+        disk_formats=tuple(conf.image_format.disk_formats),
+        container_formats=tuple(conf.image_format.container_formats),
+        vmdk_allowed_types=tuple(conf.image_format.vmdk_allowed_types),
+        require_image_format_match=conf.image_format.require_image_format_match,
+        gpt_safety_checks_nonfatal=tuple(conf.image_format.gpt_safety_checks_nonfatal),
+        policy_file=conf.oslo_policy.policy_file,
+        config_dir=Path(config_files[0]).resolve().parent if config_files else None,
+        noauth_project_id=conf.glimpse.noauth_project_id,
+        noauth_user_id=conf.glimpse.noauth_user_id,
+        allow_insecure_bind=conf.glimpse.allow_insecure_bind,
+        token_file=Path(conf.glimpse.token_file) if conf.glimpse.token_file else None,
+        node_id=conf.glimpse.node_id,
+        schema_image_file=(
+            Path(conf.glimpse.schema_image_file) if conf.glimpse.schema_image_file else None
+        ),
+        max_request_body_size=conf.glimpse.max_request_body_size,
+    )
+
+
+def _apply_overrides(settings: Settings, overrides: dict[str, object]) -> Settings:
+    values = dict(overrides)
+    if "data_dir" in values:
+        data_dir = Path(str(values["data_dir"])).expanduser()
+        values["data_dir"] = data_dir
+        if settings.store_dir == settings.data_dir / "images":
+            values.setdefault("store_dir", data_dir / "images")
+    return replace(settings, **values)  # type: ignore[arg-type]
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """The configured URL, made async-capable; SQLite in the data directory by default."""
+    url = settings.database_url
+    if not url:
+        return f"sqlite+aiosqlite:///{(settings.data_dir / 'glimpse.db').resolve()}"
+    if url.startswith("sqlite:"):
+        return "sqlite+aiosqlite:" + url[len("sqlite:") :]
+    if url.startswith(("postgresql:", "postgres:")):
+        return "postgresql+asyncpg:" + url.split(":", 1)[1]
+    if url.startswith("postgresql+psycopg2:"):
+        return "postgresql+asyncpg:" + url.split(":", 1)[1]
+    if url.startswith(("mysql:", "mysql+pymysql:")):
+        return "mysql+aiomysql:" + url.split(":", 1)[1]
+    return url
+
+
+def environment_config_files() -> list[str]:
+    """Config files named by GLIMPSE_CONFIG (colon-separated), for tools run by hand."""
+    raw = os.environ.get("GLIMPSE_CONFIG", "")
+    return [p for p in raw.split(":") if p]

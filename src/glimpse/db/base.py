@@ -1,0 +1,109 @@
+"""What the services need from the database, as protocols and small query objects."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from glimpse.domain.image import Image, Location, Member
+
+SORT_KEYS = (
+    "name", "status", "container_format", "disk_format", "size", "id", "created_at",
+    "updated_at", "visibility", "owner", "min_disk", "min_ram", "virtual_size",
+)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``created_at=gt:2016-04-18T21:38:54Z`` parsed: operator and value."""
+
+    op: str  # gt gte lt lte eq neq
+    value: datetime
+
+
+@dataclass(frozen=True)
+class ImageQuery:
+    """One page of images as one caller may see it."""
+
+    project_id: str | None
+    is_admin: bool
+    visibility: str | None = None  # None: the default union; "all": no visibility filter
+    member_status: str = "accepted"
+    exact: dict[str, object] = field(default_factory=dict)  # core column == value
+    any_of: dict[str, tuple[str, ...]] = field(default_factory=dict)  # column IN (...)
+    properties: dict[str, str] = field(default_factory=dict)  # extra property == value
+    tags: tuple[str, ...] = ()
+    size_min: int | None = None
+    size_max: int | None = None
+    times: dict[str, tuple[Comparison, ...]] = field(default_factory=dict)
+    os_hidden: bool | None = False
+    sort: tuple[tuple[str, str], ...] = (("created_at", "desc"), ("id", "desc"))
+    marker: str | None = None
+    limit: int = 25
+
+
+@dataclass(frozen=True)
+class ImageChanges:
+    """A write to apply to one image under a compare-and-set guard."""
+
+    core: dict[str, object] = field(default_factory=dict)
+    set_properties: dict[str, str] = field(default_factory=dict)
+    remove_properties: tuple[str, ...] = ()
+    tags: list[str] | None = None  # replaces all tags when not None
+    add_locations: tuple[Location, ...] = ()
+
+
+class ImageRepository(Protocol):
+    async def create(self, image: Image) -> Image: ...
+
+    async def get(self, image_id: str) -> Image | None: ...
+
+    async def list(self, query: ImageQuery) -> list[Image]: ...
+
+    async def update(
+        self,
+        image_id: str,
+        changes: ImageChanges,
+        *,
+        expected_version: int | None = None,
+        expected_status: Sequence[str] | None = None,
+    ) -> Image | None:
+        """Apply ``changes`` if the image still has that version and status.
+
+        Returns the updated image, or None when the guard failed (someone else won)
+        or the image is gone.
+        """
+        ...
+
+    async def delete(self, image_id: str, *, expected_status: Sequence[str] | None = None) -> bool:
+        ...
+
+    async def add_tag(self, image_id: str, tag: str, quota: int) -> bool:
+        """Add a tag; False when the quota would be exceeded."""
+        ...
+
+    async def remove_tag(self, image_id: str, tag: str) -> bool: ...
+
+    async def storage_used(self, owner: str, *, exclude_image: str | None = None) -> int: ...
+
+    async def add_location(self, image_id: str, location: Location) -> None: ...
+
+    async def remove_location(self, image_id: str, url: str) -> None: ...
+
+    async def images_in_status(self, status: str, node_id: str | None = None) -> list[Image]: ...
+
+
+class MemberRepository(Protocol):
+    async def add(self, member: Member, quota: int) -> Member:
+        """Raise Duplicate if present, LimitExceeded over quota."""
+        ...
+
+    async def get(self, image_id: str, member_id: str) -> Member | None: ...
+
+    async def list(self, image_id: str) -> list[Member]: ...
+
+    async def set_status(self, image_id: str, member_id: str, status: str) -> Member | None: ...
+
+    async def delete(self, image_id: str, member_id: str) -> bool: ...

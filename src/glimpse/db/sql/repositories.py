@@ -1,0 +1,540 @@
+"""SQL implementations of the repository protocols of ``glimpse.db.base``.
+
+Reads fetch a page of image rows, then the properties, tags and locations of just
+that page with one ``IN`` query each (no per-image queries). Writes are guarded
+compare-and-set updates on ``version`` and ``status``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    not_,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from glimpse.db.base import Comparison, ImageChanges, ImageQuery
+from glimpse.db.sql.session import Database
+from glimpse.db.sql.tables import image_locations, image_members, image_properties, image_tags, images
+from glimpse.domain.errors import Duplicate, InvalidInput, LimitExceeded
+from glimpse.domain.image import Image, Location, Member
+
+_CORE_COLUMNS = (
+    "name", "status", "visibility", "protected", "os_hidden", "owner", "disk_format",
+    "container_format", "min_disk", "min_ram", "size", "virtual_size", "checksum",
+    "os_hash_algo", "os_hash_value", "data_node",
+)
+# NULLs sort as these so keyset comparisons stay total orders.
+_NULL_SORT_VALUE: dict[str, Any] = {
+    "name": "", "container_format": "", "disk_format": "", "size": -1, "virtual_size": -1,
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class SqlImageRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, image: Image) -> Image:
+        now = utcnow()
+        image.created_at = image.created_at or now
+        image.updated_at = now
+        row = {c: getattr(image, c) for c in _CORE_COLUMNS}
+        row.update(
+            id=image.id, created_at=image.created_at, updated_at=now, deleted=False, version=0
+        )
+        try:
+            async with self._db.write() as conn:
+                await conn.execute(insert(images).values(**row))
+                if image.properties:
+                    await conn.execute(
+                        insert(image_properties),
+                        [{"image_id": image.id, "name": k, "value": v}
+                         for k, v in image.properties.items()],
+                    )
+                if image.tags:
+                    await conn.execute(
+                        insert(image_tags),
+                        [{"image_id": image.id, "value": t, "created_at": now}
+                         for t in image.tags],
+                    )
+        except IntegrityError as exc:
+            raise Duplicate(f"An image with identifier {image.id} already exists") from exc
+        return image
+
+    async def get(self, image_id: str) -> Image | None:
+        async with self._db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(images).where(images.c.id == image_id, images.c.deleted.is_(False))
+                )
+            ).mappings().first()
+            if row is None:
+                return None
+            found = await _hydrate(conn, [row])
+        return found[0]
+
+    async def list(self, query: ImageQuery) -> list[Image]:
+        async with self._db.read() as conn:
+            stmt = select(images).where(images.c.deleted.is_(False))
+            stmt = stmt.where(*_visibility_clauses(query))
+            stmt = stmt.where(*_filter_clauses(query))
+            order = [(_sort_expr(k), d) for k, d in query.sort]
+            if query.marker is not None:
+                marker = (
+                    await conn.execute(
+                        select(images).where(
+                            images.c.id == query.marker, images.c.deleted.is_(False)
+                        )
+                    )
+                ).mappings().first()
+                if marker is None:
+                    raise InvalidInput(f"marker {query.marker} could not be found.")
+                stmt = stmt.where(_after_marker(order, query.sort, marker))
+            stmt = stmt.order_by(*[e.desc() if d == "desc" else e.asc() for e, d in order])
+            rows = (await conn.execute(stmt.limit(query.limit))).mappings().all()
+            return await _hydrate(conn, rows)
+
+    async def update(
+        self,
+        image_id: str,
+        changes: ImageChanges,
+        *,
+        expected_version: int | None = None,
+        expected_status: Sequence[str] | None = None,
+    ) -> Image | None:
+        now = utcnow()
+        values: dict[str, Any] = {k: v for k, v in changes.core.items() if k in _CORE_COLUMNS}
+        values.update(updated_at=now, version=images.c.version + 1)
+        guard = [images.c.id == image_id, images.c.deleted.is_(False)]
+        if expected_version is not None:
+            guard.append(images.c.version == expected_version)
+        if expected_status is not None:
+            guard.append(images.c.status.in_(list(expected_status)))
+        async with self._db.write() as conn:
+            result = await conn.execute(update(images).where(*guard).values(**values))
+            if result.rowcount != 1:
+                return None
+            if changes.remove_properties:
+                await conn.execute(
+                    delete(image_properties).where(
+                        image_properties.c.image_id == image_id,
+                        image_properties.c.name.in_(list(changes.remove_properties)),
+                    )
+                )
+            if changes.set_properties:
+                await conn.execute(
+                    delete(image_properties).where(
+                        image_properties.c.image_id == image_id,
+                        image_properties.c.name.in_(list(changes.set_properties)),
+                    )
+                )
+                await conn.execute(
+                    insert(image_properties),
+                    [{"image_id": image_id, "name": k, "value": v}
+                     for k, v in changes.set_properties.items()],
+                )
+            for location in changes.add_locations:
+                await conn.execute(
+                    insert(image_locations).values(
+                        image_id=image_id,
+                        url=location.url,
+                        store=location.store,
+                        meta_data=json.dumps(location.metadata),
+                        status=location.status,
+                        created_at=now,
+                    )
+                )
+            if changes.tags is not None:
+                await conn.execute(delete(image_tags).where(image_tags.c.image_id == image_id))
+                if changes.tags:
+                    await conn.execute(
+                        insert(image_tags),
+                        [{"image_id": image_id, "value": t, "created_at": now}
+                         for t in dict.fromkeys(changes.tags)],
+                    )
+            row = (
+                await conn.execute(select(images).where(images.c.id == image_id))
+            ).mappings().one()
+            found = await _hydrate(conn, [row])
+        return found[0]
+
+    async def delete(self, image_id: str, *, expected_status: Sequence[str] | None = None) -> bool:
+        now = utcnow()
+        guard = [images.c.id == image_id, images.c.deleted.is_(False)]
+        if expected_status is not None:
+            guard.append(images.c.status.in_(list(expected_status)))
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                update(images)
+                .where(*guard)
+                .values(
+                    deleted=True, deleted_at=now, updated_at=now, status="deleted",
+                    version=images.c.version + 1,
+                )
+            )
+            if result.rowcount != 1:
+                return False
+            # The row stays (ids are never reused); its satellites go.
+            for table in (image_properties, image_tags, image_members):
+                await conn.execute(delete(table).where(table.c.image_id == image_id))
+            await conn.execute(
+                update(image_locations)
+                .where(image_locations.c.image_id == image_id)
+                .values(status="deleted")
+            )
+        return True
+
+    async def add_tag(self, image_id: str, tag: str, quota: int) -> bool:
+        async with self._db.write() as conn:
+            present = await conn.scalar(
+                select(func.count()).where(
+                    image_tags.c.image_id == image_id, image_tags.c.value == tag
+                )
+            )
+            if present:
+                return True
+            if quota >= 0:
+                count = await conn.scalar(
+                    select(func.count()).where(image_tags.c.image_id == image_id)
+                )
+                if (count or 0) + 1 > quota:
+                    return False
+            now = utcnow()
+            await conn.execute(
+                insert(image_tags).values(image_id=image_id, value=tag, created_at=now)
+            )
+            await conn.execute(
+                update(images)
+                .where(images.c.id == image_id)
+                .values(updated_at=now, version=images.c.version + 1)
+            )
+        return True
+
+    async def remove_tag(self, image_id: str, tag: str) -> bool:
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                delete(image_tags).where(
+                    image_tags.c.image_id == image_id, image_tags.c.value == tag
+                )
+            )
+            if result.rowcount:
+                await conn.execute(
+                    update(images)
+                    .where(images.c.id == image_id)
+                    .values(updated_at=utcnow(), version=images.c.version + 1)
+                )
+        return bool(result.rowcount)
+
+    async def storage_used(self, owner: str, *, exclude_image: str | None = None) -> int:
+        stmt = select(func.coalesce(func.sum(images.c.size), 0)).where(
+            images.c.owner == owner, images.c.deleted.is_(False)
+        )
+        if exclude_image is not None:
+            stmt = stmt.where(images.c.id != exclude_image)
+        async with self._db.read() as conn:
+            return int(await conn.scalar(stmt) or 0)
+
+    async def add_location(self, image_id: str, location: Location) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(
+                insert(image_locations).values(
+                    image_id=image_id,
+                    url=location.url,
+                    store=location.store,
+                    meta_data=json.dumps(location.metadata),
+                    status=location.status,
+                    created_at=utcnow(),
+                )
+            )
+
+    async def remove_location(self, image_id: str, url: str) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(
+                update(image_locations)
+                .where(image_locations.c.image_id == image_id, image_locations.c.url == url)
+                .values(status="deleted")
+            )
+
+    async def images_in_status(self, status: str, node_id: str | None = None) -> list[Image]:
+        stmt = select(images).where(images.c.deleted.is_(False), images.c.status == status)
+        if node_id is not None:
+            stmt = stmt.where(images.c.data_node == node_id)
+        async with self._db.read() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+            return await _hydrate(conn, rows)
+
+
+class SqlMemberRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(self, member: Member, quota: int) -> Member:
+        now = utcnow()
+        async with self._db.write() as conn:
+            present = await conn.scalar(
+                select(func.count()).where(
+                    image_members.c.image_id == member.image_id,
+                    image_members.c.member == member.member_id,
+                )
+            )
+            if present:
+                raise Duplicate(
+                    f"Member {member.member_id} already exists for image {member.image_id}"
+                )
+            if quota >= 0:
+                count = await conn.scalar(
+                    select(func.count()).where(image_members.c.image_id == member.image_id)
+                )
+                if (count or 0) + 1 > quota:
+                    raise LimitExceeded(
+                        f"Maximum number of image members exceeded: {quota}"
+                    )
+            await conn.execute(
+                insert(image_members).values(
+                    image_id=member.image_id, member=member.member_id, status=member.status,
+                    created_at=now, updated_at=now,
+                )
+            )
+        member.created_at = member.updated_at = now
+        return member
+
+    async def get(self, image_id: str, member_id: str) -> Member | None:
+        async with self._db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(image_members).where(
+                        image_members.c.image_id == image_id,
+                        image_members.c.member == member_id,
+                    )
+                )
+            ).mappings().first()
+        return _member(row) if row else None
+
+    async def list(self, image_id: str) -> list[Member]:
+        async with self._db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(image_members)
+                    .where(image_members.c.image_id == image_id)
+                    .order_by(image_members.c.created_at, image_members.c.member)
+                )
+            ).mappings().all()
+        return [_member(r) for r in rows]
+
+    async def set_status(self, image_id: str, member_id: str, status: str) -> Member | None:
+        async with self._db.write() as conn:
+            await conn.execute(
+                update(image_members)
+                .where(image_members.c.image_id == image_id, image_members.c.member == member_id)
+                .values(status=status, updated_at=utcnow())
+            )
+            row = (
+                await conn.execute(
+                    select(image_members).where(
+                        image_members.c.image_id == image_id,
+                        image_members.c.member == member_id,
+                    )
+                )
+            ).mappings().first()
+        return _member(row) if row else None
+
+    async def delete(self, image_id: str, member_id: str) -> bool:
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                delete(image_members).where(
+                    image_members.c.image_id == image_id, image_members.c.member == member_id
+                )
+            )
+        return bool(result.rowcount)
+
+
+def _member(row: Any) -> Member:
+    return Member(
+        image_id=row["image_id"],
+        member_id=row["member"],
+        status=row["status"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def _hydrate(conn: AsyncConnection, rows: Sequence[Any]) -> list[Image]:
+    """Images from rows, with their properties, tags and locations in 3 queries."""
+    if not rows:
+        return []
+    result: dict[str, Image] = {}
+    for row in rows:
+        result[row["id"]] = Image(
+            id=row["id"],
+            owner=row["owner"],
+            status=row["status"],
+            name=row["name"],
+            visibility=row["visibility"],
+            protected=bool(row["protected"]),
+            os_hidden=bool(row["os_hidden"]),
+            disk_format=row["disk_format"],
+            container_format=row["container_format"],
+            min_disk=row["min_disk"],
+            min_ram=row["min_ram"],
+            size=row["size"],
+            virtual_size=row["virtual_size"],
+            checksum=row["checksum"],
+            os_hash_algo=row["os_hash_algo"],
+            os_hash_value=row["os_hash_value"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            version=row["version"],
+            data_node=row["data_node"],
+        )
+    ids = list(result)
+    props = await conn.execute(
+        select(image_properties.c.image_id, image_properties.c.name, image_properties.c.value)
+        .where(image_properties.c.image_id.in_(ids))
+    )
+    for image_id, name, value in props:
+        result[image_id].properties[name] = value
+    tags = await conn.execute(
+        select(image_tags.c.image_id, image_tags.c.value)
+        .where(image_tags.c.image_id.in_(ids))
+        .order_by(image_tags.c.created_at, image_tags.c.value)
+    )
+    for image_id, value in tags:
+        result[image_id].tags.append(value)
+    locs = await conn.execute(
+        select(
+            image_locations.c.image_id, image_locations.c.url, image_locations.c.store,
+            image_locations.c.meta_data, image_locations.c.status,
+        )
+        .where(image_locations.c.image_id.in_(ids), image_locations.c.status == "active")
+        .order_by(image_locations.c.id)
+    )
+    for image_id, url, store, meta, status in locs:
+        result[image_id].locations.append(
+            Location(url=url, store=store, metadata=json.loads(meta), status=status)
+        )
+    return list(result.values())
+
+
+def _member_of(project_id: str | None, member_status: str) -> ColumnElement[bool]:
+    conditions = [image_members.c.image_id == images.c.id, image_members.c.member == project_id]
+    if member_status != "all":
+        conditions.append(image_members.c.status == member_status)
+    return exists(select(literal(1)).where(*conditions))
+
+
+def _visibility_clauses(query: ImageQuery) -> list[ColumnElement[bool]]:
+    project = query.project_id
+    vis = query.visibility
+    owned = images.c.owner == project
+    if query.is_admin:
+        if vis is None:
+            # Admins see every project's images, but others' community images only
+            # when they ask for them, as Glance.
+            return [or_(images.c.visibility != "community", owned)]
+        if vis == "all":
+            return []
+        return [images.c.visibility == vis]
+    shared_with_me = and_(
+        images.c.visibility == "shared", _member_of(project, query.member_status)
+    )
+    if vis is None:
+        return [or_(owned, images.c.visibility == "public", shared_with_me)]
+    if vis == "all":
+        return [
+            or_(owned, images.c.visibility.in_(["public", "community"]), shared_with_me)
+        ]
+    if vis in ("public", "community"):
+        return [images.c.visibility == vis]
+    if vis == "private":
+        return [images.c.visibility == "private", owned]
+    # shared
+    return [images.c.visibility == "shared", or_(owned, _member_of(project, query.member_status))]
+
+
+def _filter_clauses(query: ImageQuery) -> list[ColumnElement[bool]]:
+    clauses: list[ColumnElement[bool]] = []
+    for column, value in query.exact.items():
+        clauses.append(images.c[column] == value)
+    for column, values in query.any_of.items():
+        clauses.append(images.c[column].in_(list(values)))
+    if query.os_hidden is not None:
+        clauses.append(images.c.os_hidden.is_(query.os_hidden))
+    if query.size_min is not None:
+        clauses.append(images.c.size >= query.size_min)
+    if query.size_max is not None:
+        clauses.append(images.c.size <= query.size_max)
+    for column, comparisons in query.times.items():
+        for comparison in comparisons:
+            clauses.append(_time_clause(images.c[column], comparison))
+    for tag in query.tags:
+        clauses.append(
+            exists(
+                select(literal(1)).where(
+                    image_tags.c.image_id == images.c.id, image_tags.c.value == tag
+                )
+            )
+        )
+    for name, value in query.properties.items():
+        clauses.append(
+            exists(
+                select(literal(1)).where(
+                    image_properties.c.image_id == images.c.id,
+                    image_properties.c.name == name,
+                    image_properties.c.value == value,
+                )
+            )
+        )
+    return clauses
+
+
+def _time_clause(column: Any, comparison: Comparison) -> ColumnElement[bool]:
+    value = comparison.value
+    ops = {
+        "gt": column > value, "gte": column >= value, "lt": column < value,
+        "lte": column <= value, "eq": column == value, "neq": column != value,
+    }
+    return ops[comparison.op]  # type: ignore[no-any-return]
+
+
+def _sort_expr(key: str) -> Any:
+    column = images.c[key]
+    if key in _NULL_SORT_VALUE:
+        return func.coalesce(column, _NULL_SORT_VALUE[key])
+    return column
+
+
+def _after_marker(
+    order: list[tuple[Any, str]], sort: tuple[tuple[str, str], ...], marker: Any
+) -> ColumnElement[bool]:
+    """Rows strictly after the marker row in the given order (keyset pagination)."""
+    values = []
+    for key, _ in sort:
+        value = marker[key]
+        if value is None and key in _NULL_SORT_VALUE:
+            value = _NULL_SORT_VALUE[key]
+        values.append(value)
+    alternatives = []
+    for i, (expr, direction) in enumerate(order):
+        equal_prefix = [order[j][0] == values[j] for j in range(i)]
+        beyond = expr < values[i] if direction == "desc" else expr > values[i]
+        alternatives.append(and_(*equal_prefix, beyond))
+    return or_(*alternatives) if alternatives else not_(literal(False))

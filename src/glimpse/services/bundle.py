@@ -1,0 +1,16 @@
+"""All services of one running node, built by bootstrap and handed to the API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from glimpse.services.image_data import ImageDataService
+from glimpse.services.images import ImageService
+from glimpse.services.members import MemberService
+
+
+@dataclass(frozen=True)
+class Services:
+    images: ImageService
+    image_data: ImageDataService
+    members: MemberService

@@ -1,0 +1,362 @@
+"""Image records: create, show, list, update, delete, tags, deactivate, reactivate.
+
+Each method reads top to bottom: find the image (invisible -> 404), authorize,
+check the rules, write under a compare-and-set guard.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from glimpse.db.base import ImageChanges, ImageQuery, ImageRepository, MemberRepository
+from glimpse.domain.errors import (
+    Conflict,
+    Forbidden,
+    ImageNotFound,
+    InvalidInput,
+    NotFound,
+    LimitExceeded,
+    ProtectedImage,
+)
+from glimpse.domain.image import RESERVED_PREFIX, Image
+from glimpse.domain.status import check_transition
+from glimpse.policy.context import RequestContext
+from glimpse.policy.enforcer import PolicyEnforcer
+from glimpse.stores.registry import StoreRegistry
+
+log = logging.getLogger(__name__)
+
+_CAS_RETRIES = 20
+
+
+@dataclass(frozen=True)
+class ImageRules:
+    """The limits and lists that image writes are checked against."""
+
+    disk_formats: tuple[str, ...]
+    container_formats: tuple[str, ...]
+    image_property_quota: int
+    image_tag_quota: int
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One JSON-patch operation, already parsed: op, path parts and value."""
+
+    op: str
+    path: tuple[str, ...]
+    value: object = None
+    draft: int = 10
+
+
+class ImageService:
+    def __init__(
+        self,
+        images: ImageRepository,
+        members: MemberRepository,
+        stores: StoreRegistry,
+        policy: PolicyEnforcer,
+        rules: ImageRules,
+    ) -> None:
+        self.images = images
+        self.members = members
+        self.stores = stores
+        self.policy = policy
+        self.rules = rules
+
+    # -- reading ----------------------------------------------------------------
+
+    async def target(self, ctx: RequestContext, image: Image) -> dict[str, object]:
+        """The policy target of an image: Glance's project_id/owner/visibility/member_id."""
+        member_id = None
+        if (
+            image.visibility == "shared"
+            and ctx.project_id is not None
+            and ctx.project_id != image.owner
+            and await self.members.get(image.id, ctx.project_id) is not None
+        ):
+            member_id = ctx.project_id
+        return {
+            "project_id": image.owner,
+            "owner": image.owner,
+            "visibility": image.visibility,
+            "member_id": member_id,
+        }
+
+    async def get_image(self, ctx: RequestContext, image_id: str) -> Image:
+        image = await self.images.get(image_id)
+        if image is None:
+            raise ImageNotFound(image_id)
+        # Images the caller may not see are "not found", never "forbidden".
+        if not self.policy.check(ctx, "get_image", await self.target(ctx, image)):
+            raise ImageNotFound(image_id)
+        return image
+
+    async def list_images(self, ctx: RequestContext, query: ImageQuery) -> list[Image]:
+        self.policy.authorize(ctx, "get_images", {"project_id": ctx.project_id})
+        return await self.images.list(query)
+
+    # -- creating ---------------------------------------------------------------
+
+    async def create_image(
+        self, ctx: RequestContext, core: Mapping[str, object], properties: Mapping[str, str],
+        tags: list[str],
+    ) -> Image:
+        owner = core.get("owner") or ctx.project_id
+        if owner is None:
+            raise Forbidden("Images must have an owner; the request carries no project.")
+        visibility = str(core.get("visibility") or "shared")
+        target = {"project_id": ctx.project_id, "owner": owner, "visibility": visibility}
+        self.policy.authorize(ctx, "add_image", target)
+        if owner != ctx.project_id and not ctx.is_admin:
+            raise Forbidden("You are not permitted to create images owned by another project.")
+        self._authorize_visibility(ctx, visibility, target)
+        self._check_properties(properties, len(properties))
+        tags = list(dict.fromkeys(tags))
+        self._check_tags(tags)
+        image = Image(
+            id=str(core.get("id") or uuid.uuid4()),
+            owner=str(owner),
+            name=_opt_str(core.get("name")),
+            visibility=visibility,
+            protected=bool(core.get("protected", False)),
+            os_hidden=bool(core.get("os_hidden", False)),
+            disk_format=_opt_str(core.get("disk_format")),
+            container_format=_opt_str(core.get("container_format")),
+            min_disk=_non_negative("min_disk", core.get("min_disk", 0)),
+            min_ram=_non_negative("min_ram", core.get("min_ram", 0)),
+            properties=dict(properties),
+            tags=tags,
+        )
+        self._check_formats(image.disk_format, image.container_format)
+        return await self.images.create(image)
+
+    # -- updating ---------------------------------------------------------------
+
+    async def update_image(
+        self, ctx: RequestContext, image_id: str, patches: list[Patch]
+    ) -> Image:
+        # Compare-and-set on the image version: concurrent PATCHes each apply to the
+        # latest state, none is lost (Glance's read-modify-write loses updates).
+        for _ in range(_CAS_RETRIES):
+            image = await self.get_image(ctx, image_id)
+            target = await self.target(ctx, image)
+            self.policy.authorize(ctx, "modify_image", target)
+            changes = self._apply_patches(ctx, image, patches, target)
+            if changes is None:
+                return image
+            updated = await self.images.update(
+                image_id, changes, expected_version=image.version
+            )
+            if updated is not None:
+                return updated
+        raise Conflict("The image was changed by other requests; try again.")
+
+    def _apply_patches(
+        self, ctx: RequestContext, image: Image, patches: list[Patch],
+        target: dict[str, object],
+    ) -> ImageChanges | None:
+        core: dict[str, object] = {}
+        props = dict(image.properties)
+        tags: list[str] | None = None
+        for patch in patches:
+            name = patch.path[0]
+            if name == "locations":
+                raise Forbidden(
+                    "Locations cannot be changed through PATCH unless "
+                    "show_multiple_locations is enabled."
+                )
+            if name in _PATCHABLE_CORE:
+                if patch.op == "remove":
+                    raise Forbidden(f"Property {name} may not be removed.")
+                if patch.draft == 4 and patch.op == "add":
+                    raise Conflict(f"Property {name} already present.")
+                value = patch.value
+                if name == "tags":
+                    tags = list(dict.fromkeys(value))  # type: ignore[call-overload]
+                    continue
+                core[name] = value
+                continue
+            # An additional property.
+            if patch.op == "remove":
+                if name not in props:
+                    raise Conflict(f"Property {name} does not exist.")
+                del props[name]
+            elif patch.op == "replace":
+                if name not in props:
+                    raise Conflict(f"Property {name} does not exist.")
+                props[name] = str(patch.value)
+            else:
+                if patch.draft == 4 and name in props:
+                    raise Conflict(f"Property {name} already present.")
+                props[name] = str(patch.value)
+        self._check_core_changes(ctx, image, core, target)
+        if tags is not None:
+            self._check_tags(tags)
+        new_props = {k: v for k, v in props.items() if image.properties.get(k) != v}
+        removed = tuple(k for k in image.properties if k not in props)
+        if new_props:
+            self._check_properties(props, len(props))
+        if not core and not new_props and not removed and tags is None:
+            return None
+        return ImageChanges(
+            core=core, set_properties=new_props, remove_properties=removed, tags=tags
+        )
+
+    def _check_core_changes(
+        self, ctx: RequestContext, image: Image, core: dict[str, object],
+        target: dict[str, object],
+    ) -> None:
+        if "owner" in core and core["owner"] != image.owner and not ctx.is_admin:
+            raise Forbidden("Owner can't be updated by non admin.")
+        if "visibility" in core and core["visibility"] != image.visibility:
+            self._authorize_visibility(ctx, str(core["visibility"]), target)
+        for name in ("disk_format", "container_format"):
+            if name in core and core[name] != getattr(image, name) and image.status != "queued":
+                raise Forbidden(f"Attribute {name} can be only replaced for a queued image.")
+        for name in ("min_disk", "min_ram"):
+            if name in core:
+                core[name] = _non_negative(name, core[name])
+        self._check_formats(
+            _opt_str(core.get("disk_format", image.disk_format)),
+            _opt_str(core.get("container_format", image.container_format)),
+        )
+
+    def _authorize_visibility(
+        self, ctx: RequestContext, visibility: str, target: Mapping[str, object]
+    ) -> None:
+        if visibility == "public":
+            self.policy.authorize(ctx, "publicize_image", target)
+        elif visibility == "community":
+            self.policy.authorize(ctx, "communitize_image", target)
+
+    def _check_formats(self, disk_format: str | None, container_format: str | None) -> None:
+        if disk_format is not None and disk_format not in self.rules.disk_formats:
+            raise InvalidInput(
+                f"Invalid disk format '{disk_format}' for image; allowed: "
+                + ", ".join(self.rules.disk_formats)
+            )
+        if container_format is not None and container_format not in self.rules.container_formats:
+            raise InvalidInput(
+                f"Invalid container format '{container_format}' for image; allowed: "
+                + ", ".join(self.rules.container_formats)
+            )
+        # AMI-style images need all three of their formats to agree, as Glance requires.
+        ami = {"ami", "ari", "aki"}
+        if (
+            disk_format in ami or container_format in ami
+        ) and disk_format is not None and container_format is not None:
+            if disk_format != container_format:
+                raise InvalidInput(
+                    "Invalid mix of disk and container formats. When setting a disk or "
+                    "container format to one of 'aki', 'ari', or 'ami', the container "
+                    "and disk formats must match."
+                )
+
+    def _check_properties(self, properties: Mapping[str, str], count: int) -> None:
+        quota = self.rules.image_property_quota
+        counted = sum(1 for k in properties if not k.startswith(RESERVED_PREFIX))
+        if quota >= 0 and counted > quota:
+            raise LimitExceeded(
+                f"Maximum number of image properties exceeded: {counted} > {quota}"
+            )
+
+    def _check_tags(self, tags: list[str]) -> None:
+        quota = self.rules.image_tag_quota
+        if quota >= 0 and len(tags) > quota:
+            raise LimitExceeded(f"Maximum number of tags exceeded: {len(tags)} > {quota}")
+
+    # -- tags -------------------------------------------------------------------
+
+    async def add_tag(self, ctx: RequestContext, image_id: str, tag: str) -> None:
+        image = await self.get_image(ctx, image_id)
+        self.policy.authorize(ctx, "modify_image", await self.target(ctx, image))
+        if len(tag) > 255:
+            raise InvalidInput("Tag is too long: at most 255 characters.")
+        if not await self.images.add_tag(image_id, tag, self.rules.image_tag_quota):
+            raise LimitExceeded(
+                f"Maximum number of tags exceeded: {self.rules.image_tag_quota}"
+            )
+
+    async def remove_tag(self, ctx: RequestContext, image_id: str, tag: str) -> None:
+        image = await self.get_image(ctx, image_id)
+        self.policy.authorize(ctx, "modify_image", await self.target(ctx, image))
+        if not await self.images.remove_tag(image_id, tag):
+            raise TagNotFound(tag)
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def delete_image(self, ctx: RequestContext, image_id: str) -> None:
+        image = await self.get_image(ctx, image_id)
+        self.policy.authorize(ctx, "delete_image", await self.target(ctx, image))
+        if image.protected:
+            raise ProtectedImage(f"Image {image_id} is protected and cannot be deleted.")
+        if not await self.images.delete(image_id):
+            raise ImageNotFound(image_id)
+        await self._remove_data(image.locations)
+
+    async def _remove_data(self, locations: Iterable[object]) -> None:
+        for location in locations:
+            url = getattr(location, "url", "")
+            store = self.stores.for_location(getattr(location, "store", None), url)
+            if store is None:
+                continue
+            try:
+                await store.delete(url)
+            except Exception:  # the record is gone; leftover bytes are an orphan to scrub
+                log.exception("could not remove data at %s", url)
+
+    async def deactivate(self, ctx: RequestContext, image_id: str) -> None:
+        image = await self.get_image(ctx, image_id)
+        self.policy.authorize(ctx, "deactivate", await self.target(ctx, image))
+        if image.status == "deactivated":
+            return
+        if image.status != "active":
+            raise Forbidden("Not allowed to deactivate image in status '%s'" % image.status)
+        check_transition(image.status, "deactivated")
+        if await self.images.update(
+            image_id, ImageChanges(core={"status": "deactivated"}), expected_status=["active"]
+        ) is None:
+            raise Conflict(f"Image {image_id} changed status while deactivating; try again.")
+
+    async def reactivate(self, ctx: RequestContext, image_id: str) -> None:
+        image = await self.get_image(ctx, image_id)
+        self.policy.authorize(ctx, "reactivate", await self.target(ctx, image))
+        if image.status == "active":
+            return
+        if image.status != "deactivated":
+            raise Forbidden("Not allowed to reactivate image in status '%s'" % image.status)
+        if await self.images.update(
+            image_id, ImageChanges(core={"status": "active"}), expected_status=["deactivated"]
+        ) is None:
+            raise Conflict(f"Image {image_id} changed status while reactivating; try again.")
+
+
+class TagNotFound(NotFound):
+    def __init__(self, tag: str) -> None:
+        super().__init__(f"Tag {tag} not found")
+
+
+_PATCHABLE_CORE = frozenset(
+    {
+        "name", "visibility", "protected", "os_hidden", "owner", "min_disk", "min_ram",
+        "disk_format", "container_format", "tags",
+    }
+)
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _non_negative(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidInput(f"{name} must be an integer")
+    if value < 0:
+        raise InvalidInput(f"Cannot set {name} to a negative value")
+    if value > 2**31 - 1:
+        raise InvalidInput(f"{name} is too large")
+    return value

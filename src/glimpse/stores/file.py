@@ -1,0 +1,190 @@
+"""The file store: one file per image in a data directory (local disk or an NFS share).
+
+On disk::
+
+    <datadir>/.glimpse-store          marker written at set-up; if it disappears the
+                                      share is taken as unmounted and the store refuses
+                                      writes instead of filling the empty mount point
+    <datadir>/<image_id>              committed image data; location file://<datadir>/<id>
+    <datadir>/.tmp-<image_id>-<rand>  data being written; renamed over <image_id> only
+                                      after fsync, removed on any failure
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from glimpse.domain.errors import StoreFull, StoreUnavailable
+from glimpse.stores.base import StoreHealth, WrittenData
+
+MARKER = ".glimpse-store"
+TMP_PREFIX = ".tmp-"
+
+
+class FileStoreDriver:
+    type = "file"
+
+    def __init__(
+        self,
+        datadir: Path,
+        *,
+        chunk_size: int = 1024 * 1024,
+        file_perm: int = 0,
+        thin_provisioning: bool = False,
+    ) -> None:
+        self.datadir = datadir.resolve()
+        self.chunk_size = chunk_size
+        self.file_perm = file_perm
+        self.thin_provisioning = thin_provisioning
+
+    def prepare(self) -> None:
+        """Create the directory and its marker at start-up; fail loudly if impossible."""
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        marker = self.datadir / MARKER
+        if not marker.exists():
+            marker.write_text("glimpse file store\n")
+
+    def remove_temporary_files(self) -> int:
+        """Delete leftovers of writes interrupted by a crash; returns how many."""
+        removed = 0
+        if not self.datadir.is_dir():
+            return 0
+        for entry in self.datadir.iterdir():
+            if entry.name.startswith(TMP_PREFIX):
+                entry.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def _check_writable(self) -> None:
+        problem = self._write_problem()
+        if problem:
+            raise StoreUnavailable(f"File store at {self.datadir} is read-only: {problem}")
+
+    def _write_problem(self) -> str:
+        if not self.datadir.is_dir():
+            return "the directory does not exist"
+        if not (self.datadir / MARKER).exists():
+            return "the store marker is missing (is the share mounted?)"
+        if not os.access(self.datadir, os.W_OK | os.X_OK):
+            return "the directory is not writable"
+        if os.statvfs(self.datadir).f_flag & os.ST_RDONLY:
+            return "the file system is mounted read-only"
+        return ""
+
+    async def write(self, image_id: str, chunks: AsyncIterator[bytes]) -> WrittenData:
+        self._check_writable()
+        final = self.datadir / image_id
+        tmp = self.datadir / f"{TMP_PREFIX}{image_id}-{secrets.token_hex(4)}"
+        try:
+            fd = await asyncio.to_thread(os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise StoreUnavailable(f"Cannot write to file store {self.datadir}: {exc}") from exc
+        size = 0
+        try:
+            try:
+                async for chunk in chunks:
+                    await asyncio.to_thread(self._write_chunk, fd, chunk)
+                    size += len(chunk)
+                await asyncio.to_thread(self._finish, fd, size)
+            finally:
+                os.close(fd)
+            await asyncio.to_thread(self._commit, tmp, final)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise _translate(exc, self.datadir) from exc
+            raise
+        return WrittenData(location=final.as_uri(), size=size)
+
+    def _write_chunk(self, fd: int, chunk: bytes) -> None:
+        if self.thin_provisioning and chunk.count(0) == len(chunk):
+            os.lseek(fd, len(chunk), os.SEEK_CUR)
+            return
+        view = memoryview(chunk)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+
+    def _finish(self, fd: int, size: int) -> None:
+        # Trailing holes from thin provisioning need the length set explicitly.
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+
+    def _commit(self, tmp: Path, final: Path) -> None:
+        if self.file_perm > 0:
+            os.chmod(tmp, self.file_perm)
+        os.replace(tmp, final)
+        dir_fd = os.open(self.datadir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    async def read(
+        self, location: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        path = self._path(location)
+        try:
+            fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
+        except FileNotFoundError as exc:
+            raise StoreUnavailable(f"Image data is missing from file store: {path}") from exc
+        except OSError as exc:
+            raise _translate(exc, self.datadir) from exc
+        try:
+            remaining = length
+            position = offset
+            while remaining is None or remaining > 0:
+                want = self.chunk_size if remaining is None else min(self.chunk_size, remaining)
+                data = await asyncio.to_thread(os.pread, fd, want, position)
+                if not data:
+                    break
+                position += len(data)
+                if remaining is not None:
+                    remaining -= len(data)
+                yield data
+        finally:
+            os.close(fd)
+
+    async def delete(self, location: str) -> None:
+        path = self._path(location)
+        try:
+            await asyncio.to_thread(path.unlink, True)
+        except OSError as exc:
+            raise _translate(exc, self.datadir) from exc
+
+    def local_path(self, location: str) -> Path | None:
+        return self._path(location)
+
+    async def health(self) -> StoreHealth:
+        problem = await asyncio.to_thread(self._write_problem)
+        readable = self.datadir.is_dir()
+        return StoreHealth(ok=readable, writable=not problem, detail=problem)
+
+    def properties(self) -> dict[str, object]:
+        return {
+            "data_dir": str(self.datadir),
+            "chunk_size": self.chunk_size,
+            "thin_provisioning": self.thin_provisioning,
+        }
+
+    def owns(self, location: str) -> bool:
+        return location.startswith("file://") and self._path(location).parent == self.datadir
+
+    def _path(self, location: str) -> Path:
+        parsed = urlparse(location)
+        path = Path(unquote(parsed.path))
+        if parsed.scheme != "file" or path.parent != self.datadir:
+            raise StoreUnavailable(f"Location {location} is not in file store {self.datadir}")
+        return path
+
+
+def _translate(exc: OSError, datadir: Path) -> StoreUnavailable | StoreFull:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreFull(f"There is not enough disk space on the image store {datadir}")
+    return StoreUnavailable(f"File store {datadir} failed: {exc.strerror or exc}")
