@@ -249,8 +249,6 @@ class Qcow2Inspector(fi.QcowInspector):
             if end > total_size:
                 raise outside_file("qcow2", "L1 table", end, total_size)
         if h.refcount_table_offset >= total_size:
-            raise outside_file(
-                "qcow2", "refcount table", h.refcount_table_offset + 1, total_size
-            )
+            raise outside_file("qcow2", "refcount table", h.refcount_table_offset + 1, total_size)
         if h.nb_snapshots and h.snapshots_offset >= total_size:
             raise outside_file("qcow2", "snapshot table", h.snapshots_offset + 1, total_size)

@@ -30,9 +30,8 @@ from oslo_utils.imageutils import format_inspector as fi
 
 from glimpse.domain.errors import UnsafeImage
 from glimpse.formats.limits import (
-
-    MiB,
     SECTOR,
+    MiB,
     bad_header,
     check_fits_int64,
     is_power_of_two,
@@ -55,6 +54,7 @@ DISK_DIFFERENCING = 4
 _CURRENT_SIZE_CREATORS = (b"win ", b"qem2", b"d2v ", b"CTXS", b"tap\x00")
 _MAX_CHS_SECTORS = 65535 * 16 * 255
 
+
 @dataclass(frozen=True)
 class VhdFooter:
     data_offset: int
@@ -69,10 +69,34 @@ class VhdFooter:
 
     @classmethod
     def parse(cls, data: bytes) -> "VhdFooter":
-        (_c, _f, _v, data_offset, _t, creator, _cv, _os, _orig, current, cyls, heads, secs,
-         disk_type, checksum) = _FOOTER.unpack_from(data, 0)
-        return cls(data_offset, creator, current, cyls, heads, secs, disk_type, checksum,
-                   bytes(data[:FOOTER_SIZE]))
+        (
+            _c,
+            _f,
+            _v,
+            data_offset,
+            _t,
+            creator,
+            _cv,
+            _os,
+            _orig,
+            current,
+            cyls,
+            heads,
+            secs,
+            disk_type,
+            checksum,
+        ) = _FOOTER.unpack_from(data, 0)
+        return cls(
+            data_offset,
+            creator,
+            current,
+            cyls,
+            heads,
+            secs,
+            disk_type,
+            checksum,
+            bytes(data[:FOOTER_SIZE]),
+        )
 
     def checksum_ok(self) -> bool:
         body = self.raw[:64] + b"\x00\x00\x00\x00" + self.raw[68:]
@@ -85,6 +109,7 @@ class VhdFooter:
         if self.creator_app in _CURRENT_SIZE_CREATORS or chs == _MAX_CHS_SECTORS:
             return self.current_size // SECTOR * SECTOR
         return chs * SECTOR
+
 
 class VhdInspector(fi.VHDInspector):
     NAME = "vhd"
@@ -184,4 +209,3 @@ class VhdInspector(fi.VHDInspector):
         table_end = table + entries * 4
         if table_end > total_size:
             raise outside_file("VHD", "block allocation table", table_end, total_size)
-

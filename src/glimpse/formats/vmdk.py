@@ -159,8 +159,10 @@ class VmdkInspector(fi.VMDKInspector):
         desc_end = (h.desc_offset + h.desc_size) * SECTOR
         if desc_end > total_size:
             raise outside_file("VMDK", "descriptor", desc_end, total_size)
-        for what, sector in (("grain directory", h.gd_offset), ("redundant grain directory",
-                                                                  h.rgd_offset)):
+        for what, sector in (
+            ("grain directory", h.gd_offset),
+            ("redundant grain directory", h.rgd_offset),
+        ):
             if sector not in (0, GD_AT_END) and sector * SECTOR >= total_size:
                 raise outside_file("VMDK", what, sector * SECTOR + 1, total_size)
         if h.gd_offset == GD_AT_END:
@@ -170,5 +172,6 @@ class VmdkInspector(fi.VMDKInspector):
             if footer.capacity != h.capacity:
                 raise bad_header("VMDK", "the footer and the header disagree on the disk size")
             if footer.gd_offset * SECTOR >= total_size:
-                raise outside_file("VMDK", "grain directory", footer.gd_offset * SECTOR + 1,
-                                   total_size)
+                raise outside_file(
+                    "VMDK", "grain directory", footer.gd_offset * SECTOR + 1, total_size
+                )
