@@ -22,7 +22,9 @@ def context(request: Request) -> RequestContext:
     return ctx
 
 
-async def read_json(request: Request, *, max_size: int, content_types: tuple[str, ...] = (JSON,)) -> Any:
+async def read_json(
+    request: Request, *, max_size: int, content_types: tuple[str, ...] = (JSON,)
+) -> Any:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type and content_type not in content_types:
         raise UnsupportedMediaType(
@@ -45,10 +47,10 @@ async def read_json(request: Request, *, max_size: int, content_types: tuple[str
         raise InvalidInput(f"Malformed JSON in request body: {exc}") from None
 
 
-def json_response(data: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        orjson.dumps(data), status, headers=headers, media_type="application/json"
-    )
+def json_response(
+    data: object, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(orjson.dumps(data), status, headers=headers, media_type="application/json")
 
 
 def is_uuid(value: str) -> bool:

@@ -12,7 +12,6 @@ from glimpse.domain.errors import Forbidden
 from glimpse.policy.context import RequestContext
 from glimpse.policy.defaults import RULES
 
-
 _MAX_DECISIONS = 65536
 
 

@@ -136,7 +136,8 @@ class ImageDataService:
                 expected_status=["saving"],
             )
         except BaseException:
-            await asyncio.shield(self._abandon(image_id, store, stored.location if stored else None))
+            written = stored.location if stored else None
+            await asyncio.shield(self._abandon(image_id, store, written))
             raise
         if activated is None:
             # Deleted (or reset) while we were writing: the data has no owner any more.

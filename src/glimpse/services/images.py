@@ -17,8 +17,8 @@ from glimpse.domain.errors import (
     Forbidden,
     ImageNotFound,
     InvalidInput,
-    NotFound,
     LimitExceeded,
+    NotFound,
     ProtectedImage,
 )
 from glimpse.domain.image import RESERVED_PREFIX, Image
@@ -97,7 +97,7 @@ class ImageService:
 
     async def list_images(self, ctx: RequestContext, query: ImageQuery) -> list[Image]:
         self.policy.authorize(ctx, "get_images", {"project_id": ctx.project_id})
-        return await self.images.list(query)
+        return await self.images.find(query)
 
     # -- creating ---------------------------------------------------------------
 
@@ -315,7 +315,7 @@ class ImageService:
         if image.status == "deactivated":
             return
         if image.status != "active":
-            raise Forbidden("Not allowed to deactivate image in status '%s'" % image.status)
+            raise Forbidden(f"Not allowed to deactivate image in status '{image.status}'")
         check_transition(image.status, "deactivated")
         if await self.images.update(
             image_id, ImageChanges(core={"status": "deactivated"}), expected_status=["active"]
@@ -328,7 +328,7 @@ class ImageService:
         if image.status == "active":
             return
         if image.status != "deactivated":
-            raise Forbidden("Not allowed to reactivate image in status '%s'" % image.status)
+            raise Forbidden(f"Not allowed to reactivate image in status '{image.status}'")
         if await self.images.update(
             image_id, ImageChanges(core={"status": "active"}), expected_status=["deactivated"]
         ) is None:

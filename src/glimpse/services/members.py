@@ -32,7 +32,7 @@ class MemberService:
         image = await self.images.get_image(ctx, image_id)
         target = await self.images.target(ctx, image)
         self.images.policy.authorize(ctx, "get_members", target)
-        members = await self.members.list(image_id)
+        members = await self.members.for_image(image_id)
         if ctx.is_admin or ctx.project_id == image.owner:
             return members
         # A member sees only its own membership, as Glance.

@@ -52,7 +52,9 @@ class StoreDriver(Protocol):
         """
         ...
 
-    def read(self, location: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+    def read(
+        self, location: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
         """Stream stored bytes from ``offset``, ``length`` bytes or to the end."""
         ...
 

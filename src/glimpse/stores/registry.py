@@ -107,7 +107,9 @@ class ManagedStore:
             metadata={"store": self.id},
         )
 
-    def read(self, location: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+    def read(
+        self, location: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
         return self.driver.read(location, offset, length)
 
     async def delete(self, location: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
@@ -14,12 +16,14 @@ _MULTISTORE_ONLY = {"2.8", "2.10", "2.11", "2.12", "2.13"}
 _CACHE_ONLY = {"2.14", "2.16"}
 
 
-def _versions(request: Request) -> list[dict[str, object]]:
+def _versions(request: Request) -> list[dict[str, Any]]:
     st = state(request)
     base = (st.options.public_endpoint or str(request.base_url)).rstrip("/")
     minors = [
-        f"2.{n}" for n in range(18)
-        if f"2.{n}" not in _CACHE_ONLY and (st.options.multistore or f"2.{n}" not in _MULTISTORE_ONLY)
+        f"2.{n}"
+        for n in range(18)
+        if f"2.{n}" not in _CACHE_ONLY
+        and (st.options.multistore or f"2.{n}" not in _MULTISTORE_ONLY)
     ]
     current = minors[-1]
     result = []

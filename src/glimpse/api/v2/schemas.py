@@ -23,48 +23,84 @@ UUID_PATTERN = (
 )
 
 
-def _image_properties(disk_formats: tuple[str, ...], container_formats: tuple[str, ...]) -> dict[str, Any]:
+def _image_properties(
+    disk_formats: tuple[str, ...], container_formats: tuple[str, ...]
+) -> dict[str, Any]:
     def ro(kind: Any, description: str, **extra: Any) -> dict[str, Any]:
         return {"type": kind, "readOnly": True, "description": description, **extra}
 
     return {
-        "id": {"type": "string", "description": "An identifier for the image",
-               "pattern": UUID_PATTERN},
-        "name": {"type": ["null", "string"], "description": "Descriptive name for the image",
-                 "maxLength": 255},
+        "id": {
+            "type": "string",
+            "description": "An identifier for the image",
+            "pattern": UUID_PATTERN,
+        },
+        "name": {
+            "type": ["null", "string"],
+            "description": "Descriptive name for the image",
+            "maxLength": 255,
+        },
         "status": ro("string", "Status of the image", enum=list(STATUSES)),
-        "visibility": {"type": "string", "description": "Scope of image accessibility",
-                       "enum": ["community", "public", "private", "shared"]},
+        "visibility": {
+            "type": "string",
+            "description": "Scope of image accessibility",
+            "enum": ["community", "public", "private", "shared"],
+        },
         "protected": {"type": "boolean", "description": "If true, image will not be deletable."},
-        "os_hidden": {"type": "boolean", "description":
-                      "If true, image will not appear in default image list response."},
+        "os_hidden": {
+            "type": "boolean",
+            "description": "If true, image will not appear in default image list response.",
+        },
         "checksum": ro(["null", "string"], "md5 hash of image contents.", maxLength=32),
-        "os_hash_algo": ro(["null", "string"], "Algorithm to calculate the os_hash_value",
-                           maxLength=64),
-        "os_hash_value": ro(["null", "string"], "Hexdigest of the image contents using the "
-                            "algorithm specified by the os_hash_algo", maxLength=128),
-        "owner": {"type": ["null", "string"], "description": "Owner of the image",
-                  "maxLength": 255},
+        "os_hash_algo": ro(
+            ["null", "string"], "Algorithm to calculate the os_hash_value", maxLength=64
+        ),
+        "os_hash_value": ro(
+            ["null", "string"],
+            "Hexdigest of the image contents using the algorithm specified by the os_hash_algo",
+            maxLength=128,
+        ),
+        "owner": {
+            "type": ["null", "string"],
+            "description": "Owner of the image",
+            "maxLength": 255,
+        },
         "size": ro(["null", "integer"], "Size of image file in bytes"),
         "virtual_size": ro(["null", "integer"], "Virtual size of image in bytes"),
-        "container_format": {"type": ["null", "string"], "description": "Format of the container",
-                             "enum": [None, *container_formats]},
-        "disk_format": {"type": ["null", "string"], "description": "Format of the disk",
-                        "enum": [None, *disk_formats]},
+        "container_format": {
+            "type": ["null", "string"],
+            "description": "Format of the container",
+            "enum": [None, *container_formats],
+        },
+        "disk_format": {
+            "type": ["null", "string"],
+            "description": "Format of the disk",
+            "enum": [None, *disk_formats],
+        },
         "created_at": ro("string", "Date and time of image registration"),
         "updated_at": ro("string", "Date and time of the last image modification"),
-        "tags": {"type": "array", "description": "List of strings related to the image",
-                 "items": {"type": "string", "maxLength": 255}},
+        "tags": {
+            "type": "array",
+            "description": "List of strings related to the image",
+            "items": {"type": "string", "maxLength": 255},
+        },
         "direct_url": ro("string", "URL to access the image file kept in external store"),
-        "min_ram": {"type": "integer", "description":
-                    "Amount of ram (in MB) required to boot image."},
-        "min_disk": {"type": "integer", "description":
-                     "Amount of disk space (in GB) required to boot image."},
+        "min_ram": {
+            "type": "integer",
+            "description": "Amount of ram (in MB) required to boot image.",
+        },
+        "min_disk": {
+            "type": "integer",
+            "description": "Amount of disk space (in GB) required to boot image.",
+        },
         "self": ro("string", "An image self url"),
         "file": ro("string", "An image file url"),
-        "stores": ro("string", "Store in which image data resides.  Only present when the "
-                     "operator has enabled multiple stores.  May be a comma-separated list "
-                     "of store identifiers."),
+        "stores": ro(
+            "string",
+            "Store in which image data resides.  Only present when the "
+            "operator has enabled multiple stores.  May be a comma-separated list "
+            "of store identifiers.",
+        ),
         "schema": ro("string", "An image schema url"),
         "locations": {
             "type": "array",
@@ -96,15 +132,22 @@ def _image_properties(disk_formats: tuple[str, ...], container_formats: tuple[st
 
 
 _MEMBER_PROPERTIES: dict[str, Any] = {
-    "member_id": {"type": "string",
-                  "description": "An identifier for the image member (tenantId)"},
-    "image_id": {"type": "string", "description": "An identifier for the image",
-                 "pattern": UUID_PATTERN},
+    "member_id": {"type": "string", "description": "An identifier for the image member (tenantId)"},
+    "image_id": {
+        "type": "string",
+        "description": "An identifier for the image",
+        "pattern": UUID_PATTERN,
+    },
     "created_at": {"type": "string", "description": "Date and time of image member creation"},
-    "updated_at": {"type": "string",
-                   "description": "Date and time of last modification of image member"},
-    "status": {"type": "string", "description": "The status of this image member",
-               "enum": ["pending", "accepted", "rejected"]},
+    "updated_at": {
+        "type": "string",
+        "description": "Date and time of last modification of image member",
+    },
+    "status": {
+        "type": "string",
+        "description": "The status of this image member",
+        "enum": ["pending", "accepted", "rejected"],
+    },
     "schema": {"readOnly": True, "type": "string"},
 }
 
@@ -189,8 +232,11 @@ def build_schemas(
     }
     if required:
         image["required"] = required
-    member = {"name": "member", "properties": copy.deepcopy(_MEMBER_PROPERTIES),
-              "additionalProperties": False}
+    member = {
+        "name": "member",
+        "properties": copy.deepcopy(_MEMBER_PROPERTIES),
+        "additionalProperties": False,
+    }
     return Schemas(
         image=image,
         images=_collection("images", copy.deepcopy(image)),

@@ -30,7 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from glimpse.db.base import Comparison, ImageChanges, ImageQuery
 from glimpse.db.sql.session import Database
-from glimpse.db.sql.tables import image_locations, image_members, image_properties, image_tags, images
+from glimpse.db.sql.tables import (
+    image_locations,
+    image_members,
+    image_properties,
+    image_tags,
+    images,
+)
 from glimpse.domain.errors import Duplicate, InvalidInput, LimitExceeded
 from glimpse.domain.image import Image, Location, Member
 
@@ -92,7 +98,7 @@ class SqlImageRepository:
             found = await _hydrate(conn, [row])
         return found[0]
 
-    async def list(self, query: ImageQuery) -> list[Image]:
+    async def find(self, query: ImageQuery) -> list[Image]:
         async with self._db.read() as conn:
             stmt = select(images).where(images.c.deleted.is_(False))
             stmt = stmt.where(*_visibility_clauses(query))
@@ -329,7 +335,7 @@ class SqlMemberRepository:
             ).mappings().first()
         return _member(row) if row else None
 
-    async def list(self, image_id: str) -> list[Member]:
+    async def for_image(self, image_id: str) -> list[Member]:
         async with self._db.read() as conn:
             rows = (
                 await conn.execute(
