@@ -29,6 +29,7 @@ from glimpse.services.bundle import Services
 from glimpse.services.image_data import DataLimits, ImageDataService
 from glimpse.services.images import ImageRules, ImageService
 from glimpse.services.members import MemberService
+from glimpse.services.stores import StoreService
 from glimpse.stores.file import FileStoreDriver
 from glimpse.stores.registry import ManagedStore, StoreRegistry
 
@@ -76,14 +77,30 @@ def build_authenticator(settings: Settings) -> Authenticator:
 
 
 def build_stores(settings: Settings) -> tuple[StoreRegistry, list[FileStoreDriver]]:
-    driver = FileStoreDriver(
-        settings.store_dir,
-        chunk_size=settings.store_chunk_size,
-        file_perm=settings.store_file_perm,
-        thin_provisioning=settings.thin_provisioning,
-    )
-    store = ManagedStore("file", driver, hashing_algorithm=settings.hashing_algorithm)
-    return StoreRegistry([store], "file", multistore=False), [driver]
+    """One managed store per configured store; an unknown type stops start-up."""
+    stores: list[ManagedStore] = []
+    file_drivers: list[FileStoreDriver] = []
+    for config in settings.stores:
+        if config.type != "file":
+            raise ValueError(f"store {config.id}: unknown store type {config.type!r}")
+        driver = FileStoreDriver(
+            [path for path, _ in config.datadirs],
+            chunk_size=config.chunk_size,
+            file_perm=config.file_perm,
+            thin_provisioning=config.thin_provisioning,
+        )
+        file_drivers.append(driver)
+        stores.append(
+            ManagedStore(
+                config.id,
+                driver,
+                description=config.description,
+                weight=config.weight,
+                hashing_algorithm=settings.hashing_algorithm,
+            )
+        )
+    registry = StoreRegistry(stores, settings.default_store, multistore=settings.multistore)
+    return registry, file_drivers
 
 
 def build_node(settings: Settings) -> Node:
@@ -121,6 +138,7 @@ def build_node(settings: Settings) -> Node:
             settings.node_id,
         ),
         members=MemberService(images, member_repo, settings.image_member_quota),
+        stores=StoreService(images, image_repo, stores, settings.image_location_quota),
     )
     api_state = ApiState(
         services=services,

@@ -11,6 +11,7 @@ import os
 import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from oslo_config import cfg
 
@@ -48,6 +49,12 @@ _DEFAULT_OPTS = [
     cfg.BoolOpt("show_image_direct_url", default=False, help="Show direct_url on images."),
     cfg.BoolOpt("show_multiple_locations", default=False, help="Show locations on images."),
     cfg.IntOpt("max_request_id_length", default=64, help="Longest accepted request id."),
+    cfg.DictOpt(
+        "enabled_backends",
+        help="Stores as id:type pairs (central:file, dcn0:file); each id has its own "
+        "section. Unset: one file store configured in [glance_store].",
+    ),
+    cfg.StrOpt("node_staging_uri", default="", help="file:// URI of the staging area."),
 ]
 
 _PASTE_OPTS = [cfg.StrOpt("flavor", help="Glance's pipeline flavor; 'keystone' selects keystone.")]
@@ -60,13 +67,27 @@ _DATABASE_OPTS = [
     ),
 ]
 
-_STORE_OPTS = [
-    cfg.StrOpt("default_backend", help="Store id new data goes to."),
+_FILE_STORE_OPTS = [
     cfg.StrOpt("filesystem_store_datadir", help="Directory of the file store."),
+    cfg.MultiStrOpt(
+        "filesystem_store_datadirs",
+        help="Several directories as PATH:PRIORITY (repeatable); data goes to the "
+        "highest-priority directory that can take it.",
+    ),
     cfg.IntOpt("filesystem_store_chunk_size", default=1024 * 1024, min=4096),
     cfg.IntOpt("filesystem_store_file_perm", default=0),
     cfg.BoolOpt("filesystem_thin_provisioning", default=False),
 ]
+_PER_STORE_OPTS = [
+    cfg.StrOpt("store_description", help="Shown to users in GET /v2/info/stores."),
+    cfg.IntOpt("weight", default=0, help="Higher weight: read from this store first."),
+]
+_STORE_OPTS = [
+    cfg.StrOpt("default_backend", help="Store id new data goes to."),
+    *_FILE_STORE_OPTS,
+]
+STORE_TYPES = ("file",)
+RESERVED_STORES = ("os_glance_staging_store", "os_glance_tasks_store")
 
 _FORMAT_OPTS = [
     cfg.ListOpt("disk_formats", default=DEFAULT_DISK_FORMATS),
@@ -123,6 +144,21 @@ def parse_size(text: str) -> int:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """One configured store: its id, driver type and the options of its section."""
+
+    id: str
+    type: str
+    description: str | None = None
+    weight: int = 0
+    # file: (directory, priority) pairs, highest priority first
+    datadirs: tuple[tuple[Path, int], ...] = ()
+    chunk_size: int = 1024 * 1024
+    file_perm: int = 0
+    thin_provisioning: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     bind_host: str
     bind_port: int
@@ -143,10 +179,6 @@ class Settings:
     max_request_id_length: int
     database_url: str
     data_dir: Path
-    store_dir: Path
-    store_chunk_size: int
-    store_file_perm: int
-    thin_provisioning: bool
     disk_formats: tuple[str, ...]
     container_formats: tuple[str, ...]
     vmdk_allowed_types: tuple[str, ...]
@@ -161,6 +193,16 @@ class Settings:
     node_id: str
     schema_image_file: Path | None
     max_request_body_size: int
+    stores: tuple[StoreSettings, ...] = ()
+    default_store: str = "file"
+    multistore: bool = False
+    staging_dir: Path | None = None
+
+    @property
+    def store_dir(self) -> Path:
+        """The (first) directory of the default store, where new image files go."""
+        store = next(s for s in self.stores if s.id == self.default_store)
+        return store.datadirs[0][0]
 
 
 def load_settings(
@@ -174,19 +216,28 @@ def load_settings(
     """
     conf = build_config_opts()
     conf(args=[], default_config_files=list(config_files or []), project="glimpse")
-    settings = settings_from_conf(conf, config_files or [])
-    if overrides:
-        settings = _apply_overrides(settings, overrides)
-    return settings
+    values = dict(overrides or {})
+    data_dir = values.pop("data_dir", None)
+    settings = settings_from_conf(
+        conf, config_files or [], Path(str(data_dir)) if data_dir is not None else None
+    )
+    return replace(settings, **values) if values else settings  # type: ignore[arg-type]
 
 
-def settings_from_conf(conf: cfg.ConfigOpts, config_files: list[str]) -> Settings:
-    data_dir = Path(conf.glimpse.data_dir).expanduser()
+def settings_from_conf(
+    conf: cfg.ConfigOpts, config_files: list[str], data_dir_override: Path | None = None
+) -> Settings:
+    data_dir = (data_dir_override or Path(conf.glimpse.data_dir)).expanduser()
     auth_strategy = conf.auth_strategy
     flavor = conf.paste_deploy.flavor or ""
     if "keystone" in flavor:
         auth_strategy = "keystone"
+    stores, default_store, multistore = _store_settings(conf, data_dir)
     return Settings(
+        stores=stores,
+        default_store=default_store,
+        multistore=multistore,
+        staging_dir=_staging_dir(conf, data_dir),
         bind_host=conf.bind_host,
         bind_port=conf.bind_port,
         workers=conf.workers,
@@ -206,10 +257,6 @@ def settings_from_conf(conf: cfg.ConfigOpts, config_files: list[str]) -> Setting
         max_request_id_length=conf.max_request_id_length,
         database_url=conf.database.connection or "",
         data_dir=data_dir,
-        store_dir=Path(conf.glance_store.filesystem_store_datadir or data_dir / "images"),
-        store_chunk_size=conf.glance_store.filesystem_store_chunk_size,
-        store_file_perm=conf.glance_store.filesystem_store_file_perm,
-        thin_provisioning=conf.glance_store.filesystem_thin_provisioning,
         disk_formats=tuple(conf.image_format.disk_formats),
         container_formats=tuple(conf.image_format.container_formats),
         vmdk_allowed_types=tuple(conf.image_format.vmdk_allowed_types),
@@ -229,14 +276,77 @@ def settings_from_conf(conf: cfg.ConfigOpts, config_files: list[str]) -> Setting
     )
 
 
-def _apply_overrides(settings: Settings, overrides: dict[str, object]) -> Settings:
-    values = dict(overrides)
-    if "data_dir" in values:
-        data_dir = Path(str(values["data_dir"])).expanduser()
-        values["data_dir"] = data_dir
-        if settings.store_dir == settings.data_dir / "images":
-            values.setdefault("store_dir", data_dir / "images")
-    return replace(settings, **values)  # type: ignore[arg-type]
+def _store_settings(
+    conf: cfg.ConfigOpts, data_dir: Path
+) -> tuple[tuple[StoreSettings, ...], str, bool]:
+    backends: dict[str, str] = dict(conf.enabled_backends or {})
+    if not backends:
+        store = _file_store("file", "file", conf.glance_store, data_dir / "images", None, 0)
+        return (store,), "file", False
+    stores = []
+    for store_id, store_type in backends.items():
+        store_type = (store_type or "").strip()
+        if store_id in RESERVED_STORES:
+            raise ValueError(f"store id {store_id!r} is reserved for Glimpse's own use")
+        if store_type not in STORE_TYPES:
+            raise ValueError(
+                f"store {store_id!r} has unknown type {store_type!r}; known: "
+                + ", ".join(STORE_TYPES)
+            )
+        conf.register_opts([*_PER_STORE_OPTS, *_FILE_STORE_OPTS], group=store_id)
+        section = conf[store_id]
+        stores.append(
+            _file_store(
+                store_id, store_type, section, data_dir / store_id,
+                section.store_description, section.weight,
+            )
+        )
+    default = conf.glance_store.default_backend
+    if not default:
+        raise ValueError("[glance_store] default_backend must name one of enabled_backends")
+    if default not in backends:
+        raise ValueError(
+            f"[glance_store] default_backend {default!r} is not among enabled_backends"
+        )
+    return tuple(stores), default, True
+
+
+def _file_store(
+    store_id: str, store_type: str, section: Any, fallback: Path,
+    description: str | None, weight: int,
+) -> StoreSettings:
+    dirs: list[tuple[Path, int]] = []
+    for item in section.filesystem_store_datadirs or []:
+        path, _, priority = item.rpartition(":")
+        if not path:
+            path, priority = priority, "0"
+        dirs.append((Path(path).expanduser(), int(priority or 0)))
+    if section.filesystem_store_datadir:
+        dirs.insert(0, (Path(section.filesystem_store_datadir).expanduser(), 0))
+    if not dirs:
+        dirs = [(fallback, 0)]
+    dirs.sort(key=lambda d: -d[1])
+    return StoreSettings(
+        id=store_id,
+        type=store_type,
+        description=description,
+        weight=weight,
+        datadirs=tuple(dirs),
+        chunk_size=section.filesystem_store_chunk_size,
+        file_perm=section.filesystem_store_file_perm,
+        thin_provisioning=section.filesystem_thin_provisioning,
+    )
+
+
+def _staging_dir(conf: cfg.ConfigOpts, data_dir: Path) -> Path:
+    conf.register_opts(_FILE_STORE_OPTS, group="os_glance_staging_store")
+    staging = conf.os_glance_staging_store.filesystem_store_datadir
+    if staging:
+        return Path(staging).expanduser()
+    uri = conf.node_staging_uri
+    if uri.startswith("file://"):
+        return Path(uri[len("file://") :])
+    return data_dir / "staging"
 
 
 def resolve_database_url(settings: Settings) -> str:

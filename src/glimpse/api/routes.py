@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from glimpse.api.v2 import discovery, image_data, images, members
+from glimpse.api.v2 import discovery, image_data, images, members, stores
 
 ROUTES = [
     Route("/", discovery.versions_root, methods=["GET"]),
@@ -14,6 +14,11 @@ ROUTES = [
     Route("/v2/schemas/images", discovery.images_schema, methods=["GET"]),
     Route("/v2/schemas/member", discovery.member_schema, methods=["GET"]),
     Route("/v2/schemas/members", discovery.members_schema, methods=["GET"]),
+    Route("/v2/info/stores", stores.list_stores, methods=["GET"]),
+    Route("/v2/info/stores/detail", stores.stores_detail, methods=["GET"]),
+    Route("/v2/stores/{store_id}/{image_id}", stores.delete_from_store, methods=["DELETE"]),
+    Route("/v2/images/{image_id}/locations", stores.list_locations, methods=["GET"]),
+    Route("/v2/images/{image_id}/locations", stores.add_location, methods=["POST"]),
     Route("/v2/images", images.list_images, methods=["GET"]),
     Route("/v2/images", images.create_image, methods=["POST"]),
     Route("/v2/images/{image_id}", images.show_image, methods=["GET"]),

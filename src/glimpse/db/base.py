@@ -53,6 +53,7 @@ class ImageChanges:
     remove_properties: tuple[str, ...] = ()
     tags: list[str] | None = None  # replaces all tags when not None
     add_locations: tuple[Location, ...] = ()
+    remove_locations: tuple[str, ...] = ()  # urls
 
 
 class ImageRepository(Protocol):
@@ -91,6 +92,10 @@ class ImageRepository(Protocol):
     async def add_location(self, image_id: str, location: Location) -> None: ...
 
     async def remove_location(self, image_id: str, url: str) -> None: ...
+
+    async def active_location_urls(self) -> set[str]:
+        """Urls of every active location of every image that is not deleted."""
+        ...
 
     async def images_in_status(self, status: str, node_id: str | None = None) -> list[Image]: ...
 

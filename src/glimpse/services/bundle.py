@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from glimpse.services.image_data import ImageDataService
 from glimpse.services.images import ImageService
 from glimpse.services.members import MemberService
+from glimpse.services.stores import StoreService
 
 
 @dataclass(frozen=True)
@@ -14,3 +15,4 @@ class Services:
     images: ImageService
     image_data: ImageDataService
     members: MemberService
+    stores: StoreService

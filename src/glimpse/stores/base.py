@@ -72,6 +72,10 @@ class StoreDriver(Protocol):
         """Driver details for ``GET /v2/info/stores/detail``."""
         ...
 
+    async def list_locations(self) -> list[str]:
+        """Every committed object's location, for finding orphans."""
+        ...
+
     def owns(self, location: str) -> bool:
         """Whether a location URL belongs to this store."""
         ...

@@ -1,6 +1,8 @@
 """The file store: one file per image in a data directory (local disk or an NFS share).
 
-On disk::
+Several directories may be configured with priorities; new data goes to the
+highest-priority directory that is writable, reads find data in any of them.
+On disk, per directory::
 
     <datadir>/.glimpse-store          marker written at set-up; if it disappears the
                                       share is taken as unmounted and the store refuses
@@ -16,7 +18,7 @@ import asyncio
 import errno
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -32,59 +34,82 @@ class FileStoreDriver:
 
     def __init__(
         self,
-        datadir: Path,
+        datadirs: Sequence[Path],
         *,
         chunk_size: int = 1024 * 1024,
         file_perm: int = 0,
         thin_provisioning: bool = False,
     ) -> None:
-        self.datadir = datadir.resolve()
+        if not datadirs:
+            raise ValueError("a file store needs at least one directory")
+        self.datadirs = [d.resolve() for d in datadirs]
         self.chunk_size = chunk_size
         self.file_perm = file_perm
         self.thin_provisioning = thin_provisioning
 
+    @property
+    def datadir(self) -> Path:
+        return self.datadirs[0]
+
     def prepare(self) -> None:
-        """Create the directory and its marker at start-up; fail loudly if impossible."""
-        self.datadir.mkdir(parents=True, exist_ok=True)
-        marker = self.datadir / MARKER
-        if not marker.exists():
-            marker.write_text("glimpse file store\n")
+        """Create the directories and their markers at start-up.
+
+        A directory that exists without a marker and is not empty is taken as a
+        previous deployment's store and adopted; a missing marker later means the
+        share went away.
+        """
+        for datadir in self.datadirs:
+            datadir.mkdir(parents=True, exist_ok=True)
+            marker = datadir / MARKER
+            if not marker.exists():
+                marker.write_text("glimpse file store\n")
 
     def remove_temporary_files(self) -> int:
         """Delete leftovers of writes interrupted by a crash; returns how many."""
         removed = 0
-        if not self.datadir.is_dir():
-            return 0
-        for entry in self.datadir.iterdir():
-            if entry.name.startswith(TMP_PREFIX):
-                entry.unlink(missing_ok=True)
-                removed += 1
+        for datadir in self.datadirs:
+            if not datadir.is_dir():
+                continue
+            for entry in datadir.iterdir():
+                if entry.name.startswith(TMP_PREFIX):
+                    entry.unlink(missing_ok=True)
+                    removed += 1
         return removed
 
-    def _check_writable(self) -> None:
-        problem = self._write_problem()
-        if problem:
-            raise StoreUnavailable(f"File store at {self.datadir} is read-only: {problem}")
+    def stored_files(self) -> list[Path]:
+        """Every committed image file, for orphan checks."""
+        files: list[Path] = []
+        for datadir in self.datadirs:
+            if datadir.is_dir():
+                files.extend(
+                    p for p in datadir.iterdir()
+                    if p.is_file() and not p.name.startswith(".")
+                )
+        return files
 
-    def _write_problem(self) -> str:
-        if not self.datadir.is_dir():
-            return "the directory does not exist"
-        if not (self.datadir / MARKER).exists():
-            return "the store marker is missing (is the share mounted?)"
-        if not os.access(self.datadir, os.W_OK | os.X_OK):
-            return "the directory is not writable"
-        if os.statvfs(self.datadir).f_flag & os.ST_RDONLY:
-            return "the file system is mounted read-only"
-        return ""
+    async def list_locations(self) -> list[str]:
+        files = await asyncio.to_thread(self.stored_files)
+        return [f.as_uri() for f in files]
+
+    def _choose_dir(self) -> Path:
+        problems = []
+        for datadir in self.datadirs:
+            problem = _write_problem(datadir)
+            if not problem:
+                return datadir
+            problems.append(f"{datadir}: {problem}")
+        raise StoreUnavailable("File store is read-only: " + "; ".join(problems))
 
     async def write(self, image_id: str, chunks: AsyncIterator[bytes]) -> WrittenData:
-        self._check_writable()
-        final = self.datadir / image_id
-        tmp = self.datadir / f"{TMP_PREFIX}{image_id}-{secrets.token_hex(4)}"
+        datadir = await asyncio.to_thread(self._choose_dir)
+        final = datadir / image_id
+        tmp = datadir / f"{TMP_PREFIX}{image_id}-{secrets.token_hex(4)}"
         try:
-            fd = await asyncio.to_thread(os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = await asyncio.to_thread(
+                os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
+            )
         except OSError as exc:
-            raise StoreUnavailable(f"Cannot write to file store {self.datadir}: {exc}") from exc
+            raise StoreUnavailable(f"Cannot write to file store {datadir}: {exc}") from exc
         size = 0
         try:
             try:
@@ -98,7 +123,7 @@ class FileStoreDriver:
         except BaseException as exc:
             tmp.unlink(missing_ok=True)
             if isinstance(exc, OSError):
-                raise _translate(exc, self.datadir) from exc
+                raise _translate(exc, datadir) from exc
             raise
         return WrittenData(location=final.as_uri(), size=size)
 
@@ -120,7 +145,7 @@ class FileStoreDriver:
         if self.file_perm > 0:
             os.chmod(tmp, self.file_perm)
         os.replace(tmp, final)
-        dir_fd = os.open(self.datadir, os.O_RDONLY)
+        dir_fd = os.open(final.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
@@ -162,9 +187,12 @@ class FileStoreDriver:
         return self._path(location)
 
     async def health(self) -> StoreHealth:
-        problem = await asyncio.to_thread(self._write_problem)
-        readable = self.datadir.is_dir()
-        return StoreHealth(ok=readable, writable=not problem, detail=problem)
+        problems = [
+            f"{d}: {p}" for d in self.datadirs if (p := await asyncio.to_thread(_write_problem, d))
+        ]
+        readable = any(d.is_dir() for d in self.datadirs)
+        writable = len(problems) < len(self.datadirs)
+        return StoreHealth(ok=readable, writable=writable, detail="; ".join(problems))
 
     def properties(self) -> dict[str, object]:
         return {
@@ -174,14 +202,25 @@ class FileStoreDriver:
         }
 
     def owns(self, location: str) -> bool:
-        return location.startswith("file://") and self._path(location).parent == self.datadir
+        parsed = urlparse(location)
+        return parsed.scheme == "file" and Path(unquote(parsed.path)).parent in self.datadirs
 
     def _path(self, location: str) -> Path:
-        parsed = urlparse(location)
-        path = Path(unquote(parsed.path))
-        if parsed.scheme != "file" or path.parent != self.datadir:
+        if not self.owns(location):
             raise StoreUnavailable(f"Location {location} is not in file store {self.datadir}")
-        return path
+        return Path(unquote(urlparse(location).path))
+
+
+def _write_problem(datadir: Path) -> str:
+    if not datadir.is_dir():
+        return "the directory does not exist"
+    if not (datadir / MARKER).exists():
+        return "the store marker is missing (is the share mounted?)"
+    if not os.access(datadir, os.W_OK | os.X_OK):
+        return "the directory is not writable"
+    if os.statvfs(datadir).f_flag & os.ST_RDONLY:
+        return "the file system is mounted read-only"
+    return ""
 
 
 def _translate(exc: OSError, datadir: Path) -> StoreUnavailable | StoreFull:

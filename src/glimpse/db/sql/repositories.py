@@ -158,6 +158,15 @@ class SqlImageRepository:
                     [{"image_id": image_id, "name": k, "value": v}
                      for k, v in changes.set_properties.items()],
                 )
+            if changes.remove_locations:
+                await conn.execute(
+                    update(image_locations)
+                    .where(
+                        image_locations.c.image_id == image_id,
+                        image_locations.c.url.in_(list(changes.remove_locations)),
+                    )
+                    .values(status="deleted")
+                )
             for location in changes.add_locations:
                 await conn.execute(
                     insert(image_locations).values(
@@ -279,6 +288,15 @@ class SqlImageRepository:
                 .where(image_locations.c.image_id == image_id, image_locations.c.url == url)
                 .values(status="deleted")
             )
+
+    async def active_location_urls(self) -> set[str]:
+        stmt = (
+            select(image_locations.c.url)
+            .join(images, images.c.id == image_locations.c.image_id)
+            .where(image_locations.c.status == "active", images.c.deleted.is_(False))
+        )
+        async with self._db.read() as conn:
+            return {row[0] for row in await conn.execute(stmt)}
 
     async def images_in_status(self, status: str, node_id: str | None = None) -> list[Image]:
         stmt = select(images).where(images.c.deleted.is_(False), images.c.status == status)
