@@ -78,7 +78,9 @@ class StoreService:
         try:
             store = self.stores.get(store_id)
         except StoreNotFound:
-            raise Conflict(f"The selected store {store_id} is not available on this node.") from None
+            raise Conflict(
+                f"The selected store {store_id} is not available on this node."
+            ) from None
         for _ in range(10):
             image = await self.images.get_image(ctx, image_id)
             target = await self.images.target(ctx, image)
