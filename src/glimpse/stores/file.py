@@ -18,8 +18,9 @@ import asyncio
 import errno
 import os
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from glimpse.domain.errors import StoreFull, StoreUnavailable
@@ -114,16 +115,14 @@ class FileStoreDriver:
         try:
             try:
                 async for chunk in chunks:
-                    await asyncio.to_thread(self._write_chunk, fd, chunk)
+                    await _io(datadir, self._write_chunk, fd, chunk)
                     size += len(chunk)
-                await asyncio.to_thread(self._finish, fd, size)
+                await _io(datadir, self._finish, fd, size)
             finally:
                 os.close(fd)
-            await asyncio.to_thread(self._commit, tmp, final)
-        except BaseException as exc:
+            await _io(datadir, self._commit, tmp, final)
+        except BaseException:
             tmp.unlink(missing_ok=True)
-            if isinstance(exc, OSError):
-                raise _translate(exc, datadir) from exc
             raise
         return WrittenData(location=final.as_uri(), size=size)
 
@@ -209,6 +208,14 @@ class FileStoreDriver:
         if not self.owns(location):
             raise StoreUnavailable(f"Location {location} is not in file store {self.datadir}")
         return Path(unquote(urlparse(location).path))
+
+
+async def _io(datadir: Path, func: Callable[..., None], *args: Any) -> None:
+    """Run blocking file I/O on a thread; disk errors become store errors."""
+    try:
+        await asyncio.to_thread(func, *args)
+    except OSError as exc:
+        raise _translate(exc, datadir) from exc
 
 
 def _write_problem(datadir: Path) -> str:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from glimpse.domain.errors import GlimpseError, RequestTooLarge, StoreNotFound, StoreUnavailable
+from glimpse.domain.errors import RequestTooLarge, StoreNotFound, StoreUnavailable
 from glimpse.stores.base import StoredObject, StoreDriver, StoreHealth
 
 CHUNK = 1024 * 1024
@@ -92,12 +92,8 @@ class ManagedStore:
                     pending.cancel()
                     await asyncio.gather(pending, return_exceptions=True)
 
-        try:
-            written = await self.driver.write(image_id, hashed())
-        except GlimpseError:
-            raise
-        except OSError as exc:
-            raise StoreUnavailable(f"Store {self.id} failed: {exc}") from exc
+        # Drivers translate their own backend errors; the source's errors pass through.
+        written = await self.driver.write(image_id, hashed())
         return StoredObject(
             location=written.location,
             size=written.size,
