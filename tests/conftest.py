@@ -41,7 +41,9 @@ def postgres_url(worker_id: str) -> Iterator[str]:
     subprocess.run([str(REPO / "scripts/postgres"), "start"], check=True, capture_output=True)
     url = subprocess.run(
         [str(REPO / "scripts/postgres"), "createdb", name],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     yield url
 
@@ -108,7 +110,9 @@ async def make_node() -> AsyncIterator[Callable[[Settings], Any]]:
 
 
 @pytest.fixture
-async def node(make_node: Callable[[Settings], Any], make_settings: Callable[..., Settings]) -> Node:
+async def node(
+    make_node: Callable[[Settings], Any], make_settings: Callable[..., Settings]
+) -> Node:
     result: Node = await make_node(make_settings())
     return result
 
@@ -116,7 +120,8 @@ async def node(make_node: Callable[[Settings], Any], make_settings: Callable[...
 def client_for(node: Node, token: str | None = None) -> httpx.AsyncClient:
     headers = {"x-auth-token": token} if token else {}
     return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=node.app), base_url="http://glimpse.test",
+        transport=httpx.ASGITransport(app=node.app),
+        base_url="http://glimpse.test",
         headers=headers,
     )
 
@@ -167,12 +172,15 @@ async def create_image(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]
 
 async def upload(client: httpx.AsyncClient, image_id: str, data: bytes) -> httpx.Response:
     return await client.put(
-        f"/v2/images/{image_id}/file", content=data,
+        f"/v2/images/{image_id}/file",
+        content=data,
         headers={"content-type": "application/octet-stream"},
     )
 
 
-async def patch(client: httpx.AsyncClient, image_id: str, ops: list[dict[str, Any]]) -> httpx.Response:
+async def patch(
+    client: httpx.AsyncClient, image_id: str, ops: list[dict[str, Any]]
+) -> httpx.Response:
     return await client.patch(
         f"/v2/images/{image_id}", json=ops, headers={"content-type": PATCH_TYPE}
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 
 import httpx
-
 from tests.conftest import create_image, upload
 
 
