@@ -90,8 +90,9 @@ class ImageService:
         image = await self.images.get(image_id)
         if image is None:
             raise ImageNotFound(image_id)
+        target = await self.target(ctx, image)
         # Images the caller may not see are "not found", never "forbidden".
-        if not self.policy.check(ctx, "get_image", await self.target(ctx, image)):
+        if not _visible(ctx, image, target) or not self.policy.check(ctx, "get_image", target):
             raise ImageNotFound(image_id)
         return image
 
@@ -346,6 +347,17 @@ _PATCHABLE_CORE = frozenset(
         "disk_format", "container_format", "tags",
     }
 )
+
+
+def _visible(ctx: RequestContext, image: Image, target: Mapping[str, object]) -> bool:
+    """Glance's is_image_visible: admin, public, community, the owner, or a member of a
+    shared image (any member status). Glance's get_image policy lets every 'shared'
+    image through and leaves membership to this check."""
+    if ctx.is_admin or image.visibility in ("public", "community"):
+        return True
+    if ctx.project_id is not None and ctx.project_id == image.owner:
+        return True
+    return image.visibility == "shared" and target.get("member_id") is not None
 
 
 def _opt_str(value: object) -> str | None:
