@@ -61,6 +61,11 @@ SIGNATURES: dict[str, tuple[tuple[int, bytes], ...]] = {
 
 HEAD_SIZE = 0x8001 + 8  # enough for every signature above
 TAIL_SIZE = 4 * KiB  # at least the largest end-of-stream region (VMDK footer: 1536)
+# oslo's inspectors find at most one level of new regions per chunk they eat
+# (VHDX: region table -> metadata table -> items); a large chunk holding two
+# levels would hide the deeper one. Inspectors still reading headers eat the
+# chunk in slices of this size (views, not copies).
+SLICE = 64 * KiB
 
 
 def signature_present(name: str, head: bytes) -> bool | None:
@@ -123,9 +128,11 @@ class Detector:
         if not self._active:
             return []
         ready = []
+        view = memoryview(chunk)
         for name, inspector in list(self._active.items()):
             try:
-                inspector.eat_chunk(chunk)
+                for start in range(0, size, SLICE):
+                    inspector.eat_chunk(view[start : start + SLICE])
                 settled = _settled(inspector)
                 matched = settled and bool(inspector.format_match)
             except Exception as exc:  # any parse error in a third-party inspector

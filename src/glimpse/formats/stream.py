@@ -250,9 +250,10 @@ class StreamInspector:
             if name == "descriptor":
                 text = str(failure).lower()
                 reason = "vmdk_type" if "subformat" in text else "vmdk_extent"
-            raise UnsafeImage(
-                reason, f"The {_name(fmt)} image failed the safety check {name!r}: {failure}."
-            ) from exc
+            message = f"The {_name(fmt)} image failed the safety check {name!r}: {failure}."
+            if name == "banned":
+                message = f"{_name(fmt)} images are not accepted by this service."
+            raise UnsafeImage(reason, message) from exc
         except fi.ImageFormatError as exc:
             raise bad_header(_name(fmt), str(exc)) from exc
 
