@@ -26,6 +26,7 @@ from glimpse.db.sql.session import Database
 from glimpse.formats.stream import FormatPolicy
 from glimpse.policy.enforcer import PolicyEnforcer
 from glimpse.services.bundle import Services
+from glimpse.services.health import HealthService
 from glimpse.services.image_data import DataLimits, ImageDataService
 from glimpse.services.images import ImageRules, ImageService
 from glimpse.services.members import MemberService
@@ -139,6 +140,7 @@ def build_node(settings: Settings) -> Node:
         ),
         members=MemberService(images, member_repo, settings.image_member_quota),
         stores=StoreService(images, image_repo, stores, settings.image_location_quota),
+        health=HealthService(image_repo, stores),
     )
     api_state = ApiState(
         services=services,

@@ -183,3 +183,21 @@ def test_bad_store_config_fails_start_up(make_settings: Callable[..., Settings])
         make_settings("[DEFAULT]\nenabled_backends = a:file\n")
     with pytest.raises(ValueError, match="unknown type"):
         make_settings("[DEFAULT]\nenabled_backends = a:floppy\n[glance_store]\ndefault_backend=a\n")
+
+
+async def test_health_reports_a_store_that_stops_taking_writes(
+    multi: Node, tmp_path: Path
+) -> None:
+    (tmp_path / "stores" / "dcn1" / ".glimpse-store").unlink()
+    async with client_for(multi) as client:
+        response = await client.get("/healthcheck", headers={"accept": "application/json"})
+        assert response.status_code == 200
+        body = response.json()
+        assert body["stores"]["dcn1"] == {"readable": True, "writable": False}
+        assert body["stores"]["central"] == {"readable": True, "writable": True}
+        assert (await client.get("/healthcheck")).text == "OK"
+        image = await create_image(client)
+        refused = await _put(client, image["id"], b"x", "dcn1")
+        assert refused.status_code == 503
+        assert "is the share mounted" in refused.text
+        assert (await _put(client, image["id"], b"x", "dcn0")).status_code == 204

@@ -12,7 +12,7 @@ import click
 from glimpse.config import Settings, environment_config_files, load_settings
 
 
-def _settings(config_files: tuple[str, ...], **overrides: object) -> Settings:
+def settings_from_options(config_files: tuple[str, ...], **overrides: object) -> Settings:
     files = list(config_files) or environment_config_files()
     return load_settings(files, {k: v for k, v in overrides.items() if v is not None})
 
@@ -37,7 +37,7 @@ def serve(config_files: tuple[str, ...], bind_host: str | None, bind_port: int |
     """Run the API server."""
     import uvicorn
 
-    settings = _settings(config_files, bind_host=bind_host, bind_port=bind_port,
+    settings = settings_from_options(config_files, bind_host=bind_host, bind_port=bind_port,
                          data_dir=data_dir, workers=workers)
     if settings.auth_strategy == "noauth" and not _is_loopback(settings.bind_host):
         if not settings.allow_insecure_bind:
@@ -105,7 +105,7 @@ def db() -> None:
 @click.option("--data-dir", "data_dir", type=click.Path())
 def db_upgrade(config_files: tuple[str, ...], data_dir: str | None) -> None:
     """Apply every pending migration."""
-    settings = _settings(config_files, data_dir=data_dir)
+    settings = settings_from_options(config_files, data_dir=data_dir)
     _run_migrations(settings)
     click.echo("database is at the newest schema")
 
@@ -118,7 +118,7 @@ def db_version(config_files: tuple[str, ...], data_dir: str | None) -> None:
     from glimpse.bootstrap import build_node
     from glimpse.db.sql import migrate
 
-    node = build_node(_settings(config_files, data_dir=data_dir))
+    node = build_node(settings_from_options(config_files, data_dir=data_dir))
 
     async def run() -> str | None:
         try:
@@ -128,6 +128,14 @@ def db_version(config_files: tuple[str, ...], data_dir: str | None) -> None:
 
     click.echo(f"database: {asyncio.run(run()) or 'empty'}; release: {migrate.head_revision()}")
 
+
+def _register_groups() -> None:
+    from glimpse.cli.stores import stores
+
+    main.add_command(stores)
+
+
+_register_groups()
 
 if __name__ == "__main__":
     sys.exit(main())

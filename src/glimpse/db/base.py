@@ -93,6 +93,10 @@ class ImageRepository(Protocol):
 
     async def remove_location(self, image_id: str, url: str) -> None: ...
 
+    async def ping(self) -> None:
+        """Raise if the database does not answer."""
+        ...
+
     async def active_location_urls(self) -> set[str]:
         """Urls of every active location of every image that is not deleted."""
         ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from glimpse.services.health import HealthService
 from glimpse.services.image_data import ImageDataService
 from glimpse.services.images import ImageService
 from glimpse.services.members import MemberService
@@ -16,3 +17,4 @@ class Services:
     image_data: ImageDataService
     members: MemberService
     stores: StoreService
+    health: HealthService

@@ -63,4 +63,18 @@ async def members_schema(request: Request) -> Response:
 
 
 async def healthcheck(request: Request) -> Response:
-    return PlainTextResponse("OK")
+    """Plain "OK" as Glance's healthcheck; JSON with each store's state on request."""
+    health = await state(request).services.health.check()
+    status = 200 if health.ok else 503
+    if "application/json" in request.headers.get("accept", ""):
+        return json_response(
+            {
+                "status": "OK" if health.ok else "FAILED",
+                "database": "OK" if health.database_ok else "FAILED",
+                "stores": {
+                    sid: {"readable": r, "writable": w} for sid, (r, w) in health.stores.items()
+                },
+            },
+            status,
+        )
+    return PlainTextResponse("OK" if health.ok else "database unavailable", status)

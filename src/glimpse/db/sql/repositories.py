@@ -289,6 +289,10 @@ class SqlImageRepository:
                 .values(status="deleted")
             )
 
+    async def ping(self) -> None:
+        async with self._db.read() as conn:
+            await conn.execute(select(literal(1)))
+
     async def active_location_urls(self) -> set[str]:
         stmt = (
             select(image_locations.c.url)
