@@ -17,6 +17,7 @@ format and then does not hold to it (truncated or damaged header).
 
 import logging
 from dataclasses import dataclass, field
+from typing import cast
 
 from oslo_utils.imageutils import format_inspector as fi
 
@@ -132,7 +133,8 @@ class Detector:
         for name, inspector in list(self._active.items()):
             try:
                 for start in range(0, size, SLICE):
-                    inspector.eat_chunk(view[start : start + SLICE])
+                    # oslo's regions accept any bytes-like object
+                    inspector.eat_chunk(cast(bytes, view[start : start + SLICE]))
                 settled = _settled(inspector)
                 matched = settled and bool(inspector.format_match)
             except Exception as exc:  # any parse error in a third-party inspector
