@@ -55,6 +55,35 @@ _DEFAULT_OPTS = [
         "section. Unset: one file store configured in [glance_store].",
     ),
     cfg.StrOpt("node_staging_uri", default="", help="file:// URI of the staging area."),
+    cfg.ListOpt(
+        "enabled_import_methods",
+        default=["glance-direct", "web-download", "copy-image"],
+        help="Import methods offered by POST /v2/images/{id}/import.",
+    ),
+]
+
+_IMPORT_OPTS = [
+    cfg.ListOpt(
+        "image_import_plugins",
+        default=[],
+        help="Plugins run on imported data, in order: image_conversion, "
+        "image_decompression, inject_image_metadata, no_op.",
+    ),
+]
+_IMPORT_FILTER_OPTS = [
+    cfg.ListOpt("allowed_schemes", default=["http", "https"]),
+    cfg.ListOpt("disallowed_schemes", default=[]),
+    cfg.ListOpt("allowed_hosts", default=[]),
+    cfg.ListOpt("disallowed_hosts", default=[]),
+    cfg.ListOpt("allowed_ports", default=["80", "443"]),
+    cfg.ListOpt("disallowed_ports", default=[]),
+]
+_CONVERSION_OPTS = [
+    cfg.StrOpt("output_format", default="raw", choices=["raw", "qcow2", "vmdk"]),
+]
+_INJECT_OPTS = [
+    cfg.DictOpt("inject", default={}, help="Properties set on every imported image."),
+    cfg.ListOpt("ignore_user_roles", default=["admin"], help="Roles whose imports are left as is."),
 ]
 
 _PASTE_OPTS = [cfg.StrOpt("flavor", help="Glance's pipeline flavor; 'keystone' selects keystone.")]
@@ -118,6 +147,13 @@ _GLIMPSE_OPTS = [
         "(Glance's schema-image.json); default: the common properties Glance ships.",
     ),
     cfg.IntOpt("max_request_body_size", default=65536, help="Largest JSON body in bytes."),
+    cfg.IntOpt("web_download_timeout", default=60, help="Seconds without data before a "
+               "web-download import gives up."),
+    cfg.IntOpt("web_download_max_redirects", default=5),
+    cfg.IntOpt("qemu_img_cpu_seconds", default=300, help="CPU limit of one qemu-img run."),
+    cfg.IntOpt("qemu_img_memory_mib", default=1024, help="Address-space limit of qemu-img."),
+    cfg.IntOpt("import_lease_seconds", default=120, help="How long a node's claim on a "
+               "running import lasts without renewal before another node may take it."),
 ]
 
 
@@ -130,6 +166,10 @@ def build_config_opts() -> cfg.ConfigOpts:
     conf.register_opts(_FORMAT_OPTS, group="image_format")
     conf.register_opts(_POLICY_OPTS, group="oslo_policy")
     conf.register_opts(_GLIMPSE_OPTS, group="glimpse")
+    conf.register_opts(_IMPORT_OPTS, group="image_import_opts")
+    conf.register_opts(_IMPORT_FILTER_OPTS, group="import_filtering_opts")
+    conf.register_opts(_CONVERSION_OPTS, group="image_conversion")
+    conf.register_opts(_INJECT_OPTS, group="inject_metadata_properties")
     return conf
 
 
@@ -156,6 +196,28 @@ class StoreSettings:
     chunk_size: int = 1024 * 1024
     file_perm: int = 0
     thin_provisioning: bool = False
+
+
+@dataclass(frozen=True)
+class ImportSettings:
+    """Everything the import methods and plugins read (Glance's option names)."""
+
+    enabled_methods: tuple[str, ...] = ("glance-direct", "web-download", "copy-image")
+    plugins: tuple[str, ...] = ()
+    allowed_schemes: tuple[str, ...] = ("http", "https")
+    disallowed_schemes: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    disallowed_hosts: tuple[str, ...] = ()
+    allowed_ports: tuple[int, ...] = (80, 443)
+    disallowed_ports: tuple[int, ...] = ()
+    conversion_output_format: str = "raw"
+    inject: tuple[tuple[str, str], ...] = ()
+    inject_ignore_user_roles: tuple[str, ...] = ("admin",)
+    web_download_timeout: int = 60
+    web_download_max_redirects: int = 5
+    qemu_img_cpu_seconds: int = 300
+    qemu_img_memory_mib: int = 1024
+    lease_seconds: int = 120
 
 
 @dataclass(frozen=True)
@@ -197,6 +259,7 @@ class Settings:
     default_store: str = "file"
     multistore: bool = False
     staging_dir: Path | None = None
+    imports: ImportSettings = ImportSettings()
 
     @property
     def store_dir(self) -> Path:
@@ -238,6 +301,7 @@ def settings_from_conf(
         default_store=default_store,
         multistore=multistore,
         staging_dir=_staging_dir(conf, data_dir),
+        imports=_import_settings(conf),
         bind_host=conf.bind_host,
         bind_port=conf.bind_port,
         workers=conf.workers,
@@ -257,8 +321,8 @@ def settings_from_conf(
         max_request_id_length=conf.max_request_id_length,
         database_url=conf.database.connection or "",
         data_dir=data_dir,
-        disk_formats=tuple(conf.image_format.disk_formats),
-        container_formats=tuple(conf.image_format.container_formats),
+        disk_formats=_items(conf.image_format.disk_formats),
+        container_formats=_items(conf.image_format.container_formats),
         vmdk_allowed_types=tuple(conf.image_format.vmdk_allowed_types),
         require_image_format_match=conf.image_format.require_image_format_match,
         gpt_safety_checks_nonfatal=tuple(conf.image_format.gpt_safety_checks_nonfatal),
@@ -335,6 +399,41 @@ def _file_store(
         chunk_size=section.filesystem_store_chunk_size,
         file_perm=section.filesystem_store_file_perm,
         thin_provisioning=section.filesystem_thin_provisioning,
+    )
+
+
+def _items(values: list[str] | None) -> tuple[str, ...]:
+    """List option items, also written the guide's way: ``[80,443]``, ``['a']``."""
+    items = []
+    for value in values or []:
+        item = value.strip().strip("[]").strip().strip("'\"").strip()
+        if item:
+            items.append(item)
+    return tuple(items)
+
+
+def _import_settings(conf: cfg.ConfigOpts) -> ImportSettings:
+    filters = conf.import_filtering_opts
+    glimpse = conf.glimpse
+    inject = {k.strip().strip("'\""): v.strip().strip("'\"") for k, v in
+              conf.inject_metadata_properties.inject.items()}
+    return ImportSettings(
+        enabled_methods=_items(conf.enabled_import_methods),
+        plugins=_items(conf.image_import_opts.image_import_plugins),
+        allowed_schemes=_items(filters.allowed_schemes),
+        disallowed_schemes=_items(filters.disallowed_schemes),
+        allowed_hosts=_items(filters.allowed_hosts),
+        disallowed_hosts=_items(filters.disallowed_hosts),
+        allowed_ports=tuple(int(p) for p in _items(filters.allowed_ports)),
+        disallowed_ports=tuple(int(p) for p in _items(filters.disallowed_ports)),
+        conversion_output_format=conf.image_conversion.output_format,
+        inject=tuple(sorted(inject.items())),
+        inject_ignore_user_roles=_items(conf.inject_metadata_properties.ignore_user_roles),
+        web_download_timeout=glimpse.web_download_timeout,
+        web_download_max_redirects=glimpse.web_download_max_redirects,
+        qemu_img_cpu_seconds=glimpse.qemu_img_cpu_seconds,
+        qemu_img_memory_mib=glimpse.qemu_img_memory_mib,
+        lease_seconds=glimpse.import_lease_seconds,
     )
 
 
