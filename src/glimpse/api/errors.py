@@ -62,7 +62,7 @@ async def handle_domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, e.GlimpseError)
     status = status_of(exc)
     headers = None
-    if isinstance(exc, e.RangeNotSatisfiable):
+    if isinstance(exc, e.RangeNotSatisfiable) and exc.size is not None:
         headers = {"Content-Range": f"bytes */{exc.size}"}
     if isinstance(exc, e.Unauthenticated):
         headers = {"WWW-Authenticate": 'Keystone uri="local"'}

@@ -103,7 +103,9 @@ class UnsupportedMediaType(GlimpseError):
 
 # 416
 class RangeNotSatisfiable(GlimpseError):
-    def __init__(self, message: str, size: int) -> None:
+    """``size`` is the image size when known (it goes into ``Content-Range: bytes */size``)."""
+
+    def __init__(self, message: str, size: int | None = None) -> None:
         super().__init__(message)
         self.size = size
 

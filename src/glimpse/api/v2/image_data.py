@@ -10,7 +10,12 @@ from starlette.responses import Response, StreamingResponse
 
 from glimpse.api.http import context
 from glimpse.api.state import state
-from glimpse.domain.errors import InvalidInput, StoreNotFound, UnsupportedMediaType
+from glimpse.domain.errors import (
+    InvalidInput,
+    RangeNotSatisfiable,
+    StoreNotFound,
+    UnsupportedMediaType,
+)
 from glimpse.services.image_data import ByteRange
 
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
@@ -82,19 +87,27 @@ async def download(request: Request) -> Response:
 
 
 def _parse_range(request: Request) -> ByteRange | None:
+    # As Glance: several ranges are 400, a malformed range is 416.
     header = request.headers.get("range")
     if header is not None:
+        if "," in header:
+            raise InvalidInput(
+                "Requests with multiple ranges are not supported; make several "
+                "single-range requests instead."
+            )
         match = _RANGE.match(header)
         if match is None or (not match.group(1) and not match.group(2)):
-            raise InvalidInput(f"Invalid Range header: {header}; one byte range is supported.")
+            raise RangeNotSatisfiable(f"Invalid Range header: {header}")
         start = int(match.group(1)) if match.group(1) else None
         end = int(match.group(2)) if match.group(2) else None
+        if start is not None and end is not None and end < start:
+            raise RangeNotSatisfiable(f"Invalid Range header: {header}")
         return ByteRange(start, end)
     # Glance also honours the legacy request Content-Range.
     legacy = request.headers.get("content-range")
     if legacy is not None:
         match = _CONTENT_RANGE.match(legacy)
-        if match is None:
-            raise InvalidInput(f"Invalid Content-Range header: {legacy}")
+        if match is None or int(match.group(2)) < int(match.group(1)):
+            raise RangeNotSatisfiable(f"Invalid Content-Range header: {legacy}")
         return ByteRange(int(match.group(1)), int(match.group(2)))
     return None
