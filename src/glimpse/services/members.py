@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from glimpse.db.base import MemberRepository
 from glimpse.domain.errors import Forbidden, InvalidInput, MemberNotFound
-from glimpse.domain.image import MEMBER_STATUSES, Member
+from glimpse.domain.image import MEMBER_STATUSES, Image, Member
 from glimpse.policy.context import RequestContext
 from glimpse.services.images import ImageService
+
+
+def _require_shared(image: Image) -> None:
+    # Glance: only shared images have members; asking about the members of a visible
+    # image of another visibility is 403 (the memberships stay, inert, until it is
+    # shared again).
+    if image.visibility != "shared":
+        raise Forbidden(
+            f"Only shared images have members; image {image.id} is '{image.visibility}'."
+        )
 
 
 class MemberService:
@@ -19,11 +29,7 @@ class MemberService:
         image = await self.images.get_image(ctx, image_id)
         target = await self.images.target(ctx, image)
         self.images.policy.authorize(ctx, "add_member", target)
-        if image.visibility != "shared":
-            raise Forbidden(
-                f"Image members can only be added to images with visibility 'shared'; "
-                f"image {image_id} is '{image.visibility}'."
-            )
+        _require_shared(image)
         if not member_id or len(member_id) > 255:
             raise InvalidInput("Member must be a project id of 1 to 255 characters.")
         return await self.members.add(Member(image_id=image_id, member_id=member_id), self.quota)
@@ -32,6 +38,7 @@ class MemberService:
         image = await self.images.get_image(ctx, image_id)
         target = await self.images.target(ctx, image)
         self.images.policy.authorize(ctx, "get_members", target)
+        _require_shared(image)
         members = await self.members.for_image(image_id)
         if ctx.is_admin or ctx.project_id == image.owner:
             return members
@@ -42,6 +49,8 @@ class MemberService:
         image = await self.images.get_image(ctx, image_id)
         target = await self.images.target(ctx, image)
         self.images.policy.authorize(ctx, "get_member", target)
+        if image.visibility != "shared":  # Glance hides it: 404, not 403
+            raise MemberNotFound(f"Member {member_id} not found for image {image_id}")
         member = await self.members.get(image_id, member_id)
         visible = ctx.is_admin or ctx.project_id in (image.owner, member_id)
         if member is None or not visible:
@@ -53,6 +62,7 @@ class MemberService:
     ) -> Member:
         image = await self.images.get_image(ctx, image_id)
         target = await self.images.target(ctx, image)
+        _require_shared(image)
         member = await self.members.get(image_id, member_id)
         if member is None:
             raise MemberNotFound(f"Member {member_id} not found for image {image_id}")
@@ -73,5 +83,6 @@ class MemberService:
         image = await self.images.get_image(ctx, image_id)
         target = await self.images.target(ctx, image)
         self.images.policy.authorize(ctx, "delete_member", target)
+        _require_shared(image)
         if not await self.members.delete(image_id, member_id):
             raise MemberNotFound(f"Member {member_id} not found for image {image_id}")
