@@ -6,7 +6,6 @@ import re
 from collections.abc import Callable
 
 import httpx
-
 from tests.conftest import create_image, patch
 
 Clients = Callable[[str], httpx.AsyncClient]
