@@ -21,6 +21,7 @@ from glimpse.auth.noauth import NoAuth
 from glimpse.auth.tokens import TokenFileAuth
 from glimpse.config import Settings, resolve_database_url
 from glimpse.db.sql import migrate
+from glimpse.db.sql.metadef_repository import SqlMetadefRepository
 from glimpse.db.sql.repositories import SqlImageRepository, SqlMemberRepository
 from glimpse.db.sql.session import Database
 from glimpse.formats.stream import FormatPolicy
@@ -30,6 +31,7 @@ from glimpse.services.health import HealthService
 from glimpse.services.image_data import DataLimits, ImageDataService
 from glimpse.services.images import ImageRules, ImageService
 from glimpse.services.members import MemberService
+from glimpse.services.metadefs import MetadefService
 from glimpse.services.stores import StoreService
 from glimpse.stores.file import FileStoreDriver
 from glimpse.stores.registry import ManagedStore, StoreRegistry
@@ -111,6 +113,7 @@ def build_node(settings: Settings) -> Node:
     policy = PolicyEnforcer(settings.policy_file, settings.config_dir)
     image_repo = SqlImageRepository(db)
     member_repo = SqlMemberRepository(db)
+    metadefs = MetadefService(SqlMetadefRepository(db), policy)
     images = ImageService(
         image_repo,
         member_repo,
@@ -121,6 +124,10 @@ def build_node(settings: Settings) -> Node:
             container_formats=settings.container_formats,
             image_property_quota=settings.image_property_quota,
             image_tag_quota=settings.image_tag_quota,
+        ),
+        property_check=(
+            metadefs.check_image_properties
+            if settings.validate_image_properties_against_metadefs else None
         ),
     )
     services = Services(
@@ -141,6 +148,7 @@ def build_node(settings: Settings) -> Node:
         members=MemberService(images, member_repo, settings.image_member_quota),
         stores=StoreService(images, image_repo, stores, settings.image_location_quota),
         health=HealthService(image_repo, stores),
+        metadefs=metadefs,
     )
     api_state = ApiState(
         services=services,

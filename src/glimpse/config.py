@@ -147,6 +147,12 @@ _GLIMPSE_OPTS = [
         "(Glance's schema-image.json); default: the common properties Glance ships.",
     ),
     cfg.IntOpt("max_request_body_size", default=65536, help="Largest JSON body in bytes."),
+    cfg.BoolOpt(
+        "validate_image_properties_against_metadefs",
+        default=False,
+        help="Refuse image property values that the metadefs catalogue's definitions for "
+        "OS::Glance::Image do not allow (os_distro=Ubuntu: use ubuntu).",
+    ),
     cfg.IntOpt("web_download_timeout", default=60, help="Seconds without data before a "
                "web-download import gives up."),
     cfg.IntOpt("web_download_max_redirects", default=5),
@@ -260,6 +266,7 @@ class Settings:
     multistore: bool = False
     staging_dir: Path | None = None
     imports: ImportSettings = ImportSettings()
+    validate_image_properties_against_metadefs: bool = False
 
     @property
     def store_dir(self) -> Path:
@@ -337,6 +344,9 @@ def settings_from_conf(
             Path(conf.glimpse.schema_image_file) if conf.glimpse.schema_image_file else None
         ),
         max_request_body_size=conf.glimpse.max_request_body_size,
+        validate_image_properties_against_metadefs=(
+            conf.glimpse.validate_image_properties_against_metadefs
+        ),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from glimpse.api.v2 import discovery, image_data, images, members, stores
+from glimpse.api.v2 import discovery, image_data, images, members, metadefs, stores
 
 ROUTES = [
     Route("/", discovery.versions_root, methods=["GET"]),
@@ -37,4 +37,5 @@ ROUTES = [
     Route(
         "/v2/images/{image_id}/members/{member_id}", members.delete_member, methods=["DELETE"]
     ),
+    *metadefs.ROUTES,
 ]

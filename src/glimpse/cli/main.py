@@ -133,6 +133,9 @@ def _register_groups() -> None:
     from glimpse.cli.stores import stores
 
     main.add_command(stores)
+    from glimpse.cli.metadefs import metadefs
+
+    main.add_command(metadefs)
 
 
 _register_groups()

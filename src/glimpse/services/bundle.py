@@ -8,6 +8,7 @@ from glimpse.services.health import HealthService
 from glimpse.services.image_data import ImageDataService
 from glimpse.services.images import ImageService
 from glimpse.services.members import MemberService
+from glimpse.services.metadefs import MetadefService
 from glimpse.services.stores import StoreService
 
 
@@ -18,3 +19,4 @@ class Services:
     members: MemberService
     stores: StoreService
     health: HealthService
+    metadefs: MetadefService

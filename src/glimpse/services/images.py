@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from glimpse.db.base import ImageChanges, ImageQuery, ImageRepository, MemberRepository
@@ -30,6 +30,10 @@ from glimpse.stores.registry import StoreRegistry
 log = logging.getLogger(__name__)
 
 _CAS_RETRIES = 20
+
+
+# Refuses property values (InvalidInput); see MetadefService.check_image_properties.
+PropertyCheck = Callable[[RequestContext, Mapping[str, str]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -60,12 +64,15 @@ class ImageService:
         stores: StoreRegistry,
         policy: PolicyEnforcer,
         rules: ImageRules,
+        property_check: PropertyCheck | None = None,
     ) -> None:
         self.images = images
         self.members = members
         self.stores = stores
         self.policy = policy
         self.rules = rules
+        # Optional: the metadefs catalogue's check of property values (off by default).
+        self.property_check = property_check
 
     # -- reading ----------------------------------------------------------------
 
@@ -116,6 +123,8 @@ class ImageService:
             raise Forbidden("You are not permitted to create images owned by another project.")
         self._authorize_visibility(ctx, visibility, target)
         self._check_properties(properties, len(properties))
+        if self.property_check is not None:
+            await self.property_check(ctx, properties)
         tags = list(dict.fromkeys(tags))
         self._check_tags(tags)
         image = Image(
@@ -149,6 +158,8 @@ class ImageService:
             changes = self._apply_patches(ctx, image, patches, target)
             if changes is None:
                 return image
+            if self.property_check is not None and changes.set_properties:
+                await self.property_check(ctx, changes.set_properties)
             updated = await self.images.update(
                 image_id, changes, expected_version=image.version
             )

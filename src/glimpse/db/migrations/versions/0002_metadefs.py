@@ -9,6 +9,7 @@ resource types and their associations, property and object definitions, tags.
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -19,14 +20,14 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _timestamps() -> list[sa.Column[sa.DateTime]]:
+def _timestamps() -> list[Any]:
     return [
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
     ]
 
 
-def _namespace_child(name: str, *columns: sa.Column[object]) -> None:
+def _namespace_child(name: str, *columns: Any) -> None:
     op.create_table(
         name,
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
