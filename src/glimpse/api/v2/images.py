@@ -267,9 +267,13 @@ def parse_list_query(
         if key != "marker":
             kept.append((key, value))
         if key == "limit":
-            limit = _int_param("limit", value)
+            try:
+                limit = int(value)
+            except ValueError:
+                raise InvalidInput("limit param must be an integer") from None
             if limit < 0:
                 raise InvalidInput("limit param must be positive")
+            # Any larger page size is capped, as Glance does, never refused.
             limit = min(limit, options.api_limit_max)
         elif key == "marker":
             marker = value
@@ -313,6 +317,13 @@ def parse_list_query(
                 exact["protected"] = flag
         elif key in _IN_FILTERS and value.startswith("in:"):
             any_of[key] = _split_in(value[3:])
+        elif key in _IN_FILTERS and value.startswith("eq:"):
+            exact[key] = value[3:]
+        elif key in _IN_FILTERS and value.partition(":")[0] in ("gt", "gte", "lt", "lte", "neq"):
+            raise InvalidInput(
+                f"Unable to filter {key} by operator '{value.partition(':')[0]}'; "
+                "use in: or eq:."
+            )
         elif key in ("name", "id", "status", "container_format", "disk_format", "owner",
                      "checksum", "os_hash_value", "os_hash_algo", "min_ram", "min_disk",
                      "virtual_size", "size"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -535,12 +535,27 @@ def _filter_clauses(query: ImageQuery) -> list[ColumnElement[bool]]:
 
 
 def _time_clause(column: Any, comparison: Comparison) -> ColumnElement[bool]:
+    """Compare a timestamp as the API shows it: to the second.
+
+    Rows keep microseconds (so creation order sorts), but a caller only ever sees
+    whole seconds; ``created_at=eq:<a value we returned>`` must match that image.
+    So the stored value is truncated to its second, done here as range bounds on the
+    column (still index-friendly): trunc(col) >= v  <=>  col >= ceil(v), and
+    trunc(col) <= v  <=>  col < floor(v) + 1s.
+    """
     value = comparison.value
+    floor = value.replace(microsecond=0)
+    ceil = floor if floor == value else floor + _SECOND
+    after = floor + _SECOND
     ops = {
-        "gt": column > value, "gte": column >= value, "lt": column < value,
-        "lte": column <= value, "eq": column == value, "neq": column != value,
+        "gt": column >= after, "gte": column >= ceil, "lt": column < ceil,
+        "lte": column < after, "eq": and_(column >= ceil, column < after),
+        "neq": or_(column < ceil, column >= after),
     }
     return ops[comparison.op]  # type: ignore[no-any-return]
+
+
+_SECOND = timedelta(seconds=1)
 
 
 def _sort_expr(key: str) -> Any:
