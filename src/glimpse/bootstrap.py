@@ -6,6 +6,7 @@ driver, the auth strategies).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,12 +25,16 @@ from glimpse.db.sql import migrate
 from glimpse.db.sql.metadef_repository import SqlMetadefRepository
 from glimpse.db.sql.repositories import SqlImageRepository, SqlMemberRepository
 from glimpse.db.sql.session import Database
+from glimpse.db.sql.task_repository import SqlTaskRepository
 from glimpse.formats.stream import FormatPolicy
+from glimpse.image_import.runner import ImportRunner, RunnerConfig
+from glimpse.image_import.uri_filter import UriFilter
 from glimpse.policy.enforcer import PolicyEnforcer
 from glimpse.services.bundle import Services
 from glimpse.services.health import HealthService
 from glimpse.services.image_data import DataLimits, ImageDataService
 from glimpse.services.images import ImageRules, ImageService
+from glimpse.services.imports import ImportService
 from glimpse.services.members import MemberService
 from glimpse.services.metadefs import MetadefService
 from glimpse.services.stores import StoreService
@@ -49,6 +54,8 @@ class Node:
     file_drivers: list[FileStoreDriver]
     services: Services
     app: Starlette
+    runner: ImportRunner
+    _watchdog: asyncio.Task[None] | None = None
 
     async def start(self, *, run_migrations: bool = True) -> None:
         if run_migrations:
@@ -61,8 +68,26 @@ class Node:
         recovered = await self.services.image_data.recover_interrupted_uploads()
         if recovered:
             log.warning("%d interrupted uploads were reset to queued", recovered)
+        failed = await self.services.imports.recover(include_own=True)
+        if failed:
+            log.warning("%d imports interrupted by a restart were failed cleanly", failed)
+        self._watchdog = asyncio.create_task(self._watch_leases())
+
+    async def _watch_leases(self) -> None:
+        """Fail imports whose node stopped renewing its lease (another node died)."""
+        interval = max(1.0, self.settings.imports.lease_seconds / 2)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.services.imports.recover(include_own=False)
+            except Exception:
+                log.exception("checking for abandoned imports failed")
 
     async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
+        await self.runner.cancel_all()
         await self.db.close()
 
 
@@ -130,6 +155,35 @@ def build_node(settings: Settings) -> Node:
             if settings.validate_image_properties_against_metadefs else None
         ),
     )
+    format_policy = FormatPolicy(
+        disk_formats=settings.disk_formats,
+        require_image_format_match=settings.require_image_format_match,
+        vmdk_allowed_types=settings.vmdk_allowed_types,
+        gpt_safety_checks_nonfatal=settings.gpt_safety_checks_nonfatal,
+    )
+    staging_dir = settings.staging_dir or settings.data_dir / "staging"
+    staging_driver = FileStoreDriver([staging_dir])
+    file_drivers.append(staging_driver)
+    staging = ManagedStore("os_glance_staging_store", staging_driver,
+                           hashing_algorithm=settings.hashing_algorithm)
+    task_repo = SqlTaskRepository(db)
+    runner = ImportRunner(
+        image_repo,
+        task_repo,
+        stores,
+        staging,
+        staging_dir,
+        [],
+        RunnerConfig(
+            node_id=settings.node_id,
+            lease_seconds=settings.imports.lease_seconds,
+            size_cap=settings.image_size_cap,
+            uri_filter=UriFilter.from_settings(settings.imports),
+            web_download_timeout=settings.imports.web_download_timeout,
+            web_download_max_redirects=settings.imports.web_download_max_redirects,
+            format_policy=format_policy,
+        ),
+    )
     services = Services(
         images=images,
         image_data=ImageDataService(
@@ -137,16 +191,16 @@ def build_node(settings: Settings) -> Node:
             image_repo,
             stores,
             DataLimits(settings.image_size_cap, settings.user_storage_quota),
-            FormatPolicy(
-                disk_formats=settings.disk_formats,
-                require_image_format_match=settings.require_image_format_match,
-                vmdk_allowed_types=settings.vmdk_allowed_types,
-                gpt_safety_checks_nonfatal=settings.gpt_safety_checks_nonfatal,
-            ),
+            format_policy,
             settings.node_id,
         ),
         members=MemberService(images, member_repo, settings.image_member_quota),
         stores=StoreService(images, image_repo, stores, settings.image_location_quota),
+        imports=ImportService(
+            images, image_repo, task_repo, stores, staging, runner,
+            settings.imports.enabled_methods, settings.image_size_cap, format_policy,
+            settings.node_id, settings.imports.lease_seconds,
+        ),
         health=HealthService(image_repo, stores),
         metadefs=metadefs,
     )
@@ -178,5 +232,5 @@ def build_node(settings: Settings) -> Node:
             await node.stop()
 
     app = create_app(api_state, lifespan)
-    node = Node(settings, db, stores, file_drivers, services, app)
+    node = Node(settings, db, stores, file_drivers, services, app, runner)
     return node

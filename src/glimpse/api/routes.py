@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from glimpse.api.v2 import discovery, image_data, images, members, metadefs, stores
+from glimpse.api.v2 import discovery, image_data, images, imports, members, metadefs, stores
 
 ROUTES = [
     Route("/", discovery.versions_root, methods=["GET"]),
@@ -14,6 +14,15 @@ ROUTES = [
     Route("/v2/schemas/images", discovery.images_schema, methods=["GET"]),
     Route("/v2/schemas/member", discovery.member_schema, methods=["GET"]),
     Route("/v2/schemas/members", discovery.members_schema, methods=["GET"]),
+    Route("/v2/info/import", imports.import_info, methods=["GET"]),
+    Route("/v2/images/{image_id}/stage", imports.stage, methods=["PUT"]),
+    Route("/v2/images/{image_id}/import", imports.import_image, methods=["POST"]),
+    Route("/v2/images/{image_id}/tasks", imports.image_tasks, methods=["GET"]),
+    Route("/v2/tasks", imports.list_tasks, methods=["GET"]),
+    Route("/v2/tasks", imports.create_task, methods=["POST"]),
+    Route("/v2/tasks/{task_id}", imports.show_task, methods=["GET"]),
+    Route("/v2/schemas/task", imports.task_schema, methods=["GET"]),
+    Route("/v2/schemas/tasks", imports.tasks_schema, methods=["GET"]),
     Route("/v2/info/stores", stores.list_stores, methods=["GET"]),
     Route("/v2/info/stores/detail", stores.stores_detail, methods=["GET"]),
     Route("/v2/stores/{store_id}/{image_id}", stores.delete_from_store, methods=["DELETE"]),

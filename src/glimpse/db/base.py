@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from glimpse.domain.image import Image, Location, Member
+from glimpse.domain.image import Image, Location, Member, Task
 
 SORT_KEYS = (
     "name", "status", "container_format", "disk_format", "size", "id", "created_at",
@@ -70,8 +70,10 @@ class ImageRepository(Protocol):
         *,
         expected_version: int | None = None,
         expected_status: Sequence[str] | None = None,
+        absent_property: str | None = None,
     ) -> Image | None:
-        """Apply ``changes`` if the image still has that version and status.
+        """Apply ``changes`` if the image still has that version and status (and,
+        with ``absent_property``, does not have that property: a lock).
 
         Returns the updated image, or None when the guard failed (someone else won)
         or the image is gone.
@@ -102,6 +104,35 @@ class ImageRepository(Protocol):
         ...
 
     async def images_in_status(self, status: str, node_id: str | None = None) -> list[Image]: ...
+
+
+class TaskRepository(Protocol):
+    async def create(self, task: Task, *, lease_node: str, lease_seconds: int) -> Task: ...
+
+    async def get(self, task_id: str) -> Task | None: ...
+
+    async def for_image(self, image_id: str) -> list[Task]: ...
+
+    async def find(
+        self, owner: str | None, *, status: str | None, limit: int, marker: str | None,
+        sort_dir: str,
+    ) -> list[Task]: ...
+
+    async def finish(
+        self, task_id: str, status: str, message: str, result: dict[str, object] | None,
+        expires_at: datetime,
+    ) -> None: ...
+
+    async def set_status(self, task_id: str, status: str) -> None: ...
+
+    async def renew_lease(self, task_id: str, node: str, lease_seconds: int) -> bool: ...
+
+    async def claim_abandoned(
+        self, node: str, lease_seconds: int, *, include_own: bool
+    ) -> list[Task]:
+        """Take over running tasks whose node's lease ran out (or that this node ran
+        before it restarted); returns the tasks now leased to ``node``."""
+        ...
 
 
 class MemberRepository(Protocol):

@@ -72,3 +72,22 @@ class Member:
     status: str = "pending"
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+@dataclass
+class Task:
+    """An asynchronous operation (an import) and how it ended."""
+
+    id: str
+    type: str
+    status: str  # pending, processing, success, failure
+    owner: str
+    image_id: str | None = None
+    user_id: str | None = None
+    request_id: str | None = None
+    input: dict[str, object] = field(default_factory=dict)
+    result: dict[str, object] | None = None
+    message: str = ""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    expires_at: datetime | None = None

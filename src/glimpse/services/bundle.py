@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from glimpse.services.health import HealthService
 from glimpse.services.image_data import ImageDataService
 from glimpse.services.images import ImageService
+from glimpse.services.imports import ImportService
 from glimpse.services.members import MemberService
 from glimpse.services.metadefs import MetadefService
 from glimpse.services.stores import StoreService
@@ -19,4 +20,5 @@ class Services:
     members: MemberService
     stores: StoreService
     health: HealthService
+    imports: ImportService
     metadefs: MetadefService

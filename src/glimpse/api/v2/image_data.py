@@ -22,14 +22,18 @@ _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)\s*-\s*(\d+)\s*/\s*(\d+|\*)\s*$")
 
 
-async def upload(request: Request) -> Response:
-    st = state(request)
+def required_octet_stream(request: Request) -> None:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/octet-stream":
         raise UnsupportedMediaType(
             "Image data must be sent with Content-Type: application/octet-stream"
         )
-    declared = _declared_size(request)
+
+
+async def upload(request: Request) -> Response:
+    st = state(request)
+    required_octet_stream(request)
+    declared = declared_size(request)
     store_id = request.headers.get("x-image-meta-store")
     if store_id is not None and not st.options.multistore:
         store_id = None
@@ -37,7 +41,7 @@ async def upload(request: Request) -> Response:
         await st.services.image_data.upload(
             context(request),
             request.path_params["image_id"],
-            _body(request),
+            request_chunks(request),
             declared_size=declared,
             store_id=store_id,
         )
@@ -46,7 +50,7 @@ async def upload(request: Request) -> Response:
     return Response(status_code=204)
 
 
-async def _body(request: Request) -> AsyncIterator[bytes]:
+async def request_chunks(request: Request) -> AsyncIterator[bytes]:
     try:
         async for chunk in request.stream():
             if chunk:
@@ -55,7 +59,7 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
         raise InvalidInput("The client disconnected before sending all image data.") from None
 
 
-def _declared_size(request: Request) -> int | None:
+def declared_size(request: Request) -> int | None:
     value = request.headers.get("x-openstack-image-size")
     if value is None:
         return None

@@ -126,6 +126,7 @@ class SqlImageRepository:
         *,
         expected_version: int | None = None,
         expected_status: Sequence[str] | None = None,
+        absent_property: str | None = None,
     ) -> Image | None:
         now = utcnow()
         values: dict[str, Any] = {k: v for k, v in changes.core.items() if k in _CORE_COLUMNS}
@@ -135,6 +136,17 @@ class SqlImageRepository:
             guard.append(images.c.version == expected_version)
         if expected_status is not None:
             guard.append(images.c.status.in_(list(expected_status)))
+        if absent_property is not None:
+            guard.append(
+                not_(
+                    exists(
+                        select(literal(1)).where(
+                            image_properties.c.image_id == images.c.id,
+                            image_properties.c.name == absent_property,
+                        )
+                    )
+                )
+            )
         async with self._db.write() as conn:
             result = await conn.execute(update(images).where(*guard).values(**values))
             if result.rowcount != 1:

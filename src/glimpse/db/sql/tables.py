@@ -94,3 +94,29 @@ image_locations = Table(
     Column("created_at", DateTime, nullable=False),
     Index("ix_image_locations_image_id", "image_id"),
 )
+
+# Asynchronous work (imports): Glance's task records, plus a lease so that exactly one
+# node runs a task and another can take over when that node dies.
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("type", String(30), nullable=False),
+    Column("status", String(30), nullable=False),
+    Column("owner", String(255), nullable=False),
+    Column("image_id", String(36)),
+    Column("user_id", String(255)),
+    Column("request_id", String(255)),
+    Column("input", Text, nullable=False, default="{}"),
+    Column("result", Text),
+    Column("message", Text, nullable=False, default=""),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("expires_at", DateTime),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("lease_node", String(255)),
+    Column("lease_expires", DateTime),
+    Index("ix_tasks_image_id", "image_id"),
+    Index("ix_tasks_status", "status", "lease_expires"),
+    Index("ix_tasks_owner", "owner", "created_at"),
+)
