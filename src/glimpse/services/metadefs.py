@@ -160,15 +160,19 @@ class MetadefService:
         await self.repo.create_namespace(dataclasses.replace(content, namespace=namespace))
         return await self.repo.get_content(namespace.namespace)
 
-    def _new_namespace(self, ctx: RequestContext, fields: NamespaceFields) -> Namespace:
-        """The namespace ``fields`` describe, owned by the caller's project by default."""
-        owner = fields.owner or ctx.project_id
+    def _new_namespace(
+        self, ctx: RequestContext, fields: NamespaceFields, current: Namespace | None = None
+    ) -> Namespace:
+        """The namespace ``fields`` describe. A new one belongs to the caller's project by
+        default, an existing one keeps its owner; only admins give one to another project.
+        (Glance hands a namespace updated without ``owner`` to the caller's project; a
+        PUT from glanceclient always carries the owner, so keeping it changes nothing.)"""
+        allowed_owner = current.owner if current is not None else ctx.project_id
+        owner = fields.owner or allowed_owner
         if owner is None:
             raise Forbidden("Namespaces must have an owner; the request carries no project.")
-        if owner != ctx.project_id and not ctx.is_admin:
-            raise Forbidden(
-                f"You are not permitted to create or change a namespace owned by '{owner}'."
-            )
+        if owner != allowed_owner and not ctx.is_admin:
+            raise Forbidden(f"You are not permitted to give a namespace to project '{owner}'.")
         _check_name(fields.namespace, "namespace")
         visibility = fields.visibility or "private"
         if visibility not in NAMESPACE_VISIBILITIES:
@@ -204,10 +208,13 @@ class MetadefService:
     async def update_namespace(
         self, ctx: RequestContext, name: str, fields: NamespaceFields
     ) -> Namespace:
-        """Replace the namespace's own fields; unset ones take their create defaults."""
+        """Replace the namespace's own fields; unset ones take their create defaults
+        (private, unprotected), except the owner, which stays."""
         namespace = await self._namespace(ctx, name)
         self._authorize(ctx, "modify_metadef_namespace", namespace)
-        return await self.repo.update_namespace(name, self._new_namespace(ctx, fields))
+        return await self.repo.update_namespace(
+            name, self._new_namespace(ctx, fields, namespace)
+        )
 
     async def delete_namespace(self, ctx: RequestContext, name: str) -> None:
         namespace = await self._namespace(ctx, name)
