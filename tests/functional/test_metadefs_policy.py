@@ -19,9 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.conftest import TOKENS, client_for
 
 from glimpse.config import Settings
-from tests.conftest import TOKENS, client_for
 
 NS = "/v2/metadefs/namespaces"
 IMAGE = "OS::Glance::Image"
