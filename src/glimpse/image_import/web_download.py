@@ -59,7 +59,7 @@ async def download_to(
             for _ in range(max_redirects + 1):
                 response = await _request(client, current, uri_filter, timeout)
                 try:
-                    if response.is_redirect:
+                    if response.has_redirect_location:
                         current = _redirect_target(current, response)
                         continue
                     if not response.is_success:
@@ -131,27 +131,33 @@ async def _save(
             f"The web-download source {_shown(uri)} is {expected} bytes, more than the "
             f"image size cap of {size_cap} bytes."
         )
-    written = 0
+    received = 0
+    pending = bytearray()
     try:
-        async for chunk in response.aiter_raw(CHUNK_SIZE):
-            if written + len(chunk) > size_cap:
+        async for chunk in response.aiter_raw():
+            received += len(chunk)
+            if received > size_cap:
                 raise RequestTooLarge(
                     f"The web-download source {_shown(uri)} sent more than the image size "
                     f"cap of {size_cap} bytes."
                 )
-            await asyncio.to_thread(out.write, chunk)
-            written += len(chunk)
+            pending += chunk
+            if len(pending) >= CHUNK_SIZE:
+                await asyncio.to_thread(out.write, pending)
+                pending = bytearray()
     except httpx.TimeoutException as exc:
         raise InvalidImageData(
             f"The web-download source {_shown(uri)} sent no data for {stall:g} seconds "
-            f"after {written} bytes."
+            f"after {received} bytes."
         ) from exc
     except httpx.HTTPError as exc:
         raise InvalidImageData(
-            f"The web-download source {_shown(uri)} stopped after {written}"
+            f"The web-download source {_shown(uri)} stopped after {received}"
             + (f" of {expected}" if expected is not None else "")
             + f" bytes: {_describe(exc)}."
         ) from exc
+    await asyncio.to_thread(out.write, pending)
+    written = received
     if expected is not None and written != expected:
         raise InvalidImageData(
             f"The web-download source {_shown(uri)} sent {written} bytes but announced {expected}."
