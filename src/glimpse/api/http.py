@@ -42,9 +42,27 @@ async def read_json(
     if not body:
         raise InvalidInput("Body expected in request.")
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"Malformed JSON in request body: {exc}") from None
+    if b"\\u0000" in body:
+        _refuse_nul(value)
+    return value
+
+
+def _refuse_nul(value: Any) -> None:
+    """No database stores NUL in text (PostgreSQL refuses it): a clear 400, not a 500."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise InvalidInput("NUL characters are not allowed in request bodies.")
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
 
 
 def json_response(

@@ -44,6 +44,13 @@ class ContextMiddleware:
                 message = dict(message, headers=headers)
             await send(message)
 
+        if "\x00" in path or b"%00" in scope.get("query_string", b""):
+            # No database stores NUL in text (PostgreSQL refuses it): refuse it up front.
+            response = error_response(
+                Request(scope), 400, "NUL characters are not allowed in request URLs."
+            )
+            await response(scope, receive, send_with_id)
+            return
         if path not in _PUBLIC_PATHS:
             headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                        for k, v in scope["headers"]}

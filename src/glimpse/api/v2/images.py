@@ -110,12 +110,16 @@ async def create_image(request: Request) -> Response:
 
 def _check_property_names(properties: dict[str, Any]) -> None:
     for key in properties:
-        if len(key) > 255:
-            raise InvalidInput("Custom property should not be greater than 255 characters.")
-        if not key or any(ord(c) < 32 for c in key):
-            raise InvalidInput(f"Invalid property name {key!r}.")
+        _check_property_name(key)
         if key in RESERVED_FIELDS or key.startswith(RESERVED_PREFIX):
             raise Forbidden(f"Attribute '{key}' is reserved.")
+
+
+def _check_property_name(key: str) -> None:
+    if len(key) > 255:
+        raise InvalidInput("Custom property should not be greater than 255 characters.")
+    if not key or any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise InvalidInput(f"Invalid property name {key!r}: control characters are not allowed.")
 
 
 # -- show / delete --------------------------------------------------------------
@@ -204,8 +208,7 @@ def _parse_change(raw: object, draft: int, st: Any) -> Patch:
         value = raw["value"]
         if root != "locations":
             st.schemas.validate_image({root: value})
-        if len(root) > 255:
-            raise InvalidInput("Custom property should not be greater than 255 characters.")
+        _check_property_name(root)
     return Patch(op=op, path=tuple(path), value=value, draft=draft)
 
 
