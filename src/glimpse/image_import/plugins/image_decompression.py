@@ -139,9 +139,10 @@ def _open(path: Path, kind: str, stack: contextlib.ExitStack) -> _Reader:
         archive = stack.enter_context(zipfile.ZipFile(path))
         members = archive.infolist()
         if len(members) != 1 or members[0].is_dir():
+            what = "a directory" if len(members) == 1 else f"{len(members)} entries"
             raise InvalidImageData(
-                f"The imported zip archive holds {len(members)} entries; only an "
-                "archive of exactly one file can be decompressed."
+                f"The imported zip archive holds {what}; only an archive of exactly one "
+                "file can be decompressed."
             )
         return stack.enter_context(archive.open(members[0]))
     if kind == "gzip":
