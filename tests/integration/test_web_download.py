@@ -7,8 +7,11 @@ test can see that the forbidden place was never asked.
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -135,12 +138,14 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
 
 
 @pytest.fixture
-def start_server() -> Iterator[Callable[[str], Server]]:
+def start_server() -> Iterator[Callable[..., Server]]:
     running: list[ThreadingHTTPServer] = []
 
-    def start(host: str) -> Server:
+    def start(host: str, tls: ssl.SSLContext | None = None) -> Server:
         info = Server(host=host, port=0)
         httpd = ThreadingHTTPServer((host, 0), _handler(info))
+        if tls is not None:
+            httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
         httpd.daemon_threads = True
         httpd.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
         info.port = httpd.server_address[1]
@@ -369,3 +374,121 @@ async def test_existing_destination_is_left_alone(source: Server, tmp_path: Path
         await fetch(source.url("/file/"), dest)
     assert dest.read_bytes() == b"keep me"
     assert source.requests == []
+
+
+async def test_cancelled_download_removes_the_partial_file(source: Server, tmp_path: Path) -> None:
+    dest = tmp_path / "staged"
+    task = asyncio.create_task(fetch(source.url("/slow/"), dest, stall=30))
+    for _ in range(100):
+        if dest.exists() and source.requests:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not dest.exists()
+
+
+# -- https: the connection goes to the checked address, the name is still verified ------------
+
+
+@dataclass
+class Pki:
+    ca: Path
+    contexts: dict[str, ssl.SSLContext]  # server contexts by the name in their certificate
+    sni: list[str | None]
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory = tmp_path_factory.mktemp("pki")
+    now = datetime.datetime.now(datetime.UTC)
+    pem = serialization.Encoding.PEM
+
+    def name(text: str) -> Any:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("glimpse test CA"))
+        .issuer_name(name("glimpse test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca = directory / "ca.pem"
+    ca.write_bytes(ca_cert.public_bytes(pem))
+    sni: list[str | None] = []
+    contexts = {}
+    for dns in ("localhost", "elsewhere.example"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name(dns))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns)]), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        chain = directory / f"{dns}.pem"
+        chain.write_bytes(
+            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            + cert.public_bytes(pem)
+        )
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(chain)
+        context.sni_callback = lambda sock, server_name, ctx: sni.append(server_name)  # type: ignore[assignment,misc]
+        contexts[dns] = context
+    return Pki(ca=ca, contexts=contexts, sni=sni)
+
+
+async def test_https_by_name_sends_sni_and_verifies_the_name(
+    start_server: Callable[..., Server],
+    pki: Pki,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca))
+    server = start_server("127.0.0.1", pki.contexts["localhost"])
+    pki.sni.clear()
+    uri = f"https://localhost:{server.port}/file/5000"
+    assert await fetch(uri, tmp_path / "staged") == 5000
+    assert (tmp_path / "staged").read_bytes() == PAYLOAD[:5000]
+    assert pki.sni == ["localhost"]
+    assert server.requests == [("/file/5000", f"localhost:{server.port}")]
+
+
+async def test_https_certificate_for_another_name_is_refused(
+    start_server: Callable[..., Server],
+    pki: Pki,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca))
+    server = start_server("127.0.0.1", pki.contexts["elsewhere.example"])
+    with pytest.raises(InvalidInput, match="CERTIFICATE_VERIFY_FAILED|certificate"):
+        await fetch(f"https://localhost:{server.port}/file/", tmp_path / "staged")
+    assert server.requests == []
+    assert not (tmp_path / "staged").exists()
+
+
+async def test_https_with_an_untrusted_issuer_is_refused(
+    start_server: Callable[..., Server], pki: Pki, tmp_path: Path
+) -> None:
+    server = start_server("127.0.0.1", pki.contexts["localhost"])
+    with pytest.raises(InvalidInput, match="CERTIFICATE_VERIFY_FAILED|certificate"):
+        await fetch(f"https://localhost:{server.port}/file/", tmp_path / "staged")
+    assert server.requests == []

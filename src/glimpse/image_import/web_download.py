@@ -11,8 +11,10 @@ Errors: a refused or unreachable URI, a non-2xx answer or too many redirects ->
 a body that stops early, stalls for ``timeout`` seconds or breaks the protocol ->
 :class:`InvalidImageData`. The destination file exists only on success.
 
-Proxies from the environment are not used. Content-Encoding is not decoded (we ask
-for ``identity``; what arrives is stored as sent), as Glance does.
+Certificates are verified against the system's trust store (OpenSSL's defaults, so
+``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` apply), as Glance's urllib does. Proxies from the
+environment are not used. Content-Encoding is not decoded (we ask for ``identity``;
+what arrives is stored as sent), as Glance does.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
+import ssl
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
@@ -51,6 +54,7 @@ async def download_to(
     try:
         async with httpx.AsyncClient(
             trust_env=False,
+            verify=await asyncio.to_thread(ssl.create_default_context),
             follow_redirects=False,
             timeout=httpx.Timeout(timeout),
             headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
