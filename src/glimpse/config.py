@@ -55,6 +55,17 @@ _DEFAULT_OPTS = [
         "section. Unset: one file store configured in [glance_store].",
     ),
     cfg.StrOpt("node_staging_uri", default="", help="file:// URI of the staging area."),
+    cfg.StrOpt("image_cache_dir", help="Directory of this node's image cache; setting it "
+               "enables the cache (and the /v2/cache API)."),
+    cfg.IntOpt("image_cache_max_size", default=10 * 1024**3, min=0,
+               help="Bytes the pruner keeps the cache under, least recently used first."),
+    cfg.IntOpt("image_cache_stall_time", default=86400, min=0,
+               help="Seconds after which an incomplete cache fill is removed."),
+    cfg.StrOpt("image_cache_driver", default="sqlite",
+               choices=["sqlite", "centralized_db", "xattr"], ignore_case=True,
+               help="Glance's driver names; Glimpse keeps a per-node SQLite index for all."),
+    cfg.IntOpt("cache_prefetcher_interval", default=300, min=1,
+               help="Seconds between runs of the prefetcher (and of the pruner and cleaner)."),
     cfg.ListOpt(
         "enabled_import_methods",
         default=["glance-direct", "web-download", "copy-image"],
@@ -267,6 +278,11 @@ class Settings:
     staging_dir: Path | None = None
     imports: ImportSettings = ImportSettings()
     validate_image_properties_against_metadefs: bool = False
+    image_cache_dir: Path | None = None  # None: no cache
+    image_cache_max_size: int = 10 * 1024**3
+    image_cache_stall_time: int = 86400
+    image_cache_driver: str = "sqlite"
+    cache_prefetcher_interval: int = 300
 
     @property
     def store_dir(self) -> Path:
@@ -347,6 +363,11 @@ def settings_from_conf(
         validate_image_properties_against_metadefs=(
             conf.glimpse.validate_image_properties_against_metadefs
         ),
+        image_cache_dir=Path(conf.image_cache_dir).expanduser() if conf.image_cache_dir else None,
+        image_cache_max_size=conf.image_cache_max_size,
+        image_cache_stall_time=conf.image_cache_stall_time,
+        image_cache_driver=conf.image_cache_driver.lower(),
+        cache_prefetcher_interval=conf.cache_prefetcher_interval,
     )
 
 
