@@ -137,13 +137,18 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _ThreadingHTTPServer6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 @pytest.fixture
 def start_server() -> Iterator[Callable[..., Server]]:
     running: list[ThreadingHTTPServer] = []
 
     def start(host: str, tls: ssl.SSLContext | None = None) -> Server:
-        info = Server(host=host, port=0)
-        httpd = ThreadingHTTPServer((host, 0), _handler(info))
+        info = Server(host=f"[{host}]" if ":" in host else host, port=0)
+        server_class = _ThreadingHTTPServer6 if ":" in host else ThreadingHTTPServer
+        httpd = server_class((host, 0), _handler(info))
         if tls is not None:
             httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
         httpd.daemon_threads = True
@@ -207,6 +212,27 @@ async def test_connects_to_the_checked_address_with_the_name_as_host(
     uri = f"http://localhost:{source.port}/file/100"
     assert await fetch(uri, tmp_path / "staged") == 100
     assert source.requests == [("/file/100", f"localhost:{source.port}")]
+
+
+async def test_ipv6_literal_in_any_spelling(
+    start_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    try:
+        server = start_server("::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    for i, host in enumerate(["[::1]", "[0:0::1]", "[0000:0000:0000:0000:0000:0000:0000:0001]"]):
+        uri = f"http://{host}:{server.port}/file/10"
+        assert await fetch(uri, tmp_path / f"staged{i}") == 10
+    f = UriFilter(allowed_ports=(), disallowed_hosts=("::1",))
+    with pytest.raises(InvalidInput, match="disallowed_hosts"):
+        await fetch(f"http://[0:0::1]:{server.port}/file/10", tmp_path / "refused", f=f)
+    assert len(server.requests) == 3
+
+
+async def test_punycode_host_is_resolved_as_written(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="Cannot resolve the web-download host xn--bcher-kva"):
+        await fetch("http://xn--bcher-kva.invalid/image", tmp_path / "staged")
 
 
 async def test_follows_allowed_redirects_absolute_and_relative(

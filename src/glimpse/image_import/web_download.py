@@ -20,6 +20,7 @@ what arrives is stored as sent), as Glance does.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import pathlib
 import ssl
@@ -96,11 +97,11 @@ async def _request(
             f"The web-download URI {_shown(uri)} uses scheme {scheme!r}; web-download "
             "fetches http and https only."
         )
-    _same_host(uri, url)
+    host = _same_host(uri, url)
     port = url.port or DEFAULT_PORTS[scheme]
-    addresses = await check_resolved(url.host, port, f)
+    addresses = await check_resolved(host, port, f)
     headers = {"Host": url.netloc.decode("ascii")}
-    extensions = {"sni_hostname": url.host} if scheme == "https" else {}
+    extensions = {"sni_hostname": host} if scheme == "https" else {}
     error: httpx.HTTPError | None = None
     for address in addresses:
         request = client.build_request(
@@ -181,11 +182,18 @@ def _redirect_target(current: str, response: httpx.Response) -> str:
     return str(target)
 
 
-def _same_host(uri: str, url: httpx.URL) -> None:
-    """Refuse a URI that our filter and httpx would read as different hosts."""
+def _same_host(uri: str, url: httpx.URL) -> str:
+    """The host as our filter read it; refuses a URI httpx would read differently."""
     parts = urlsplit(uri)
-    if (parts.hostname or "") != url.host or parts.scheme != url.scheme:
+    ours = parts.hostname or ""
+    theirs = url.raw_host.decode("ascii").lower()
+    if ":" in ours:  # IPv6: compare the addresses
+        same = ":" in theirs and ipaddress.ip_address(ours) == ipaddress.ip_address(theirs)
+    else:
+        same = ours == theirs
+    if not same or parts.scheme != url.scheme:
         raise InvalidInput(f"The web-download URI {_shown(uri)} is ambiguous.")
+    return ours
 
 
 def _content_length(response: httpx.Response) -> int | None:
