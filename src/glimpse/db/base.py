@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -78,6 +78,13 @@ class ImageRepository(Protocol):
         Returns the updated image, or None when the guard failed (someone else won)
         or the image is gone.
         """
+        ...
+
+    async def modify(
+        self, image_id: str, mutate: Callable[[Image], ImageChanges | None]
+    ) -> Image | None:
+        """Read the image, let ``mutate`` decide the changes, and write them, all in one
+        transaction that holds the image; None when the image does not exist."""
         ...
 
     async def delete(self, image_id: str, *, expected_status: Sequence[str] | None = None) -> bool:

@@ -29,8 +29,6 @@ from glimpse.stores.registry import StoreRegistry
 
 log = logging.getLogger(__name__)
 
-_CAS_RETRIES = 20
-
 
 # Refuses property values (InvalidInput); see MetadefService.check_image_properties.
 PropertyCheck = Callable[[RequestContext, Mapping[str, str]], Awaitable[None]]
@@ -149,23 +147,29 @@ class ImageService:
     async def update_image(
         self, ctx: RequestContext, image_id: str, patches: list[Patch]
     ) -> Image:
-        # Compare-and-set on the image version: concurrent PATCHes each apply to the
-        # latest state, none is lost (Glance's read-modify-write loses updates).
-        for _ in range(_CAS_RETRIES):
-            image = await self.get_image(ctx, image_id)
-            target = await self.target(ctx, image)
-            self.policy.authorize(ctx, "modify_image", target)
-            changes = self._apply_patches(ctx, image, patches, target)
-            if changes is None:
-                return image
-            if self.property_check is not None and changes.set_properties:
-                await self.property_check(ctx, changes.set_properties)
-            updated = await self.images.update(
-                image_id, changes, expected_version=image.version
-            )
-            if updated is not None:
-                return updated
-        raise Conflict("The image was changed by other requests; try again.")
+        image = await self.get_image(ctx, image_id)
+        target = await self.target(ctx, image)
+        self.policy.authorize(ctx, "modify_image", target)
+        # A first pass on what we read refuses bad patches before taking any lock.
+        preview = self._apply_patches(ctx, image, patches, target)
+        if preview is None:
+            return image
+        if self.property_check is not None and preview.set_properties:
+            await self.property_check(ctx, preview.set_properties)
+
+        def mutate(current: Image) -> ImageChanges | None:
+            # Applied again to the image as it is inside the write transaction:
+            # concurrent PATCHes queue and each builds on the last, none is lost
+            # (Glance's read-modify-write of the whole row loses updates).
+            current_target = {**target, "project_id": current.owner, "owner": current.owner,
+                              "visibility": current.visibility}
+            self.policy.authorize(ctx, "modify_image", current_target)
+            return self._apply_patches(ctx, current, patches, current_target)
+
+        updated = await self.images.modify(image_id, mutate)
+        if updated is None:
+            raise ImageNotFound(image_id)
+        return updated
 
     def _apply_patches(
         self, ctx: RequestContext, image: Image, patches: list[Patch],

@@ -8,12 +8,13 @@ compare-and-set updates on ``version`` and ``status``.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     and_,
     delete,
     exists,
@@ -26,7 +27,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from glimpse.db.base import Comparison, ImageChanges, ImageQuery
 from glimpse.db.sql.session import Database
@@ -67,57 +67,50 @@ class SqlImageRepository:
         row.update(
             id=image.id, created_at=image.created_at, updated_at=now, deleted=False, version=0
         )
+
+        def insert_image(conn: Connection) -> None:
+            conn.execute(insert(images).values(**row))
+            if image.properties:
+                conn.execute(
+                    insert(image_properties),
+                    [{"image_id": image.id, "name": k, "value": v}
+                     for k, v in image.properties.items()],
+                )
+            if image.tags:
+                conn.execute(
+                    insert(image_tags),
+                    [{"image_id": image.id, "value": t, "created_at": now} for t in image.tags],
+                )
+
         try:
-            async with self._db.write() as conn:
-                await conn.execute(insert(images).values(**row))
-                if image.properties:
-                    await conn.execute(
-                        insert(image_properties),
-                        [{"image_id": image.id, "name": k, "value": v}
-                         for k, v in image.properties.items()],
-                    )
-                if image.tags:
-                    await conn.execute(
-                        insert(image_tags),
-                        [{"image_id": image.id, "value": t, "created_at": now}
-                         for t in image.tags],
-                    )
+            await self._db.run_write(insert_image)
         except IntegrityError as exc:
             raise Duplicate(f"An image with identifier {image.id} already exists") from exc
         return image
 
     async def get(self, image_id: str) -> Image | None:
-        async with self._db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(images).where(images.c.id == image_id, images.c.deleted.is_(False))
-                )
-            ).mappings().first()
-            if row is None:
-                return None
-            found = await _hydrate(conn, [row])
-        return found[0]
+        return await self._db.run_read(lambda conn: _get(conn, image_id))
 
     async def find(self, query: ImageQuery) -> list[Image]:
-        async with self._db.read() as conn:
+        def page(conn: Connection) -> list[Image]:
             stmt = select(images).where(images.c.deleted.is_(False))
             stmt = stmt.where(*_visibility_clauses(query))
             stmt = stmt.where(*_filter_clauses(query))
             order = [(_sort_expr(k), d) for k, d in query.sort]
             if query.marker is not None:
-                marker = (
-                    await conn.execute(
-                        select(images).where(
-                            images.c.id == query.marker, images.c.deleted.is_(False)
-                        )
+                marker = conn.execute(
+                    select(images).where(
+                        images.c.id == query.marker, images.c.deleted.is_(False)
                     )
                 ).mappings().first()
                 if marker is None:
                     raise InvalidInput(f"marker {query.marker} could not be found.")
                 stmt = stmt.where(_after_marker(order, query.sort, marker))
             stmt = stmt.order_by(*[e.desc() if d == "desc" else e.asc() for e, d in order])
-            rows = (await conn.execute(stmt.limit(query.limit))).mappings().all()
-            return await _hydrate(conn, rows)
+            rows = conn.execute(stmt.limit(query.limit)).mappings().all()
+            return _hydrate(conn, rows)
+
+        return await self._db.run_read(page)
 
     async def update(
         self,
@@ -128,9 +121,6 @@ class SqlImageRepository:
         expected_status: Sequence[str] | None = None,
         absent_property: str | None = None,
     ) -> Image | None:
-        now = utcnow()
-        values: dict[str, Any] = {k: v for k, v in changes.core.items() if k in _CORE_COLUMNS}
-        values.update(updated_at=now, version=images.c.version + 1)
         guard = [images.c.id == image_id, images.c.deleted.is_(False)]
         if expected_version is not None:
             guard.append(images.c.version == expected_version)
@@ -147,70 +137,45 @@ class SqlImageRepository:
                     )
                 )
             )
-        async with self._db.write() as conn:
-            result = await conn.execute(update(images).where(*guard).values(**values))
-            if result.rowcount != 1:
+
+        def guarded(conn: Connection) -> Image | None:
+            if not _apply(conn, image_id, changes, guard):
                 return None
-            if changes.remove_properties:
-                await conn.execute(
-                    delete(image_properties).where(
-                        image_properties.c.image_id == image_id,
-                        image_properties.c.name.in_(list(changes.remove_properties)),
-                    )
+            return _get(conn, image_id)
+
+        return await self._db.run_write(guarded)
+
+    async def modify(
+        self, image_id: str, mutate: Callable[[Image], ImageChanges | None]
+    ) -> Image | None:
+        """Read, decide and write in one transaction holding the image's row lock, so
+        concurrent modifications queue instead of conflicting (no lost updates, no
+        retries). ``mutate`` may raise to refuse; returning None writes nothing."""
+
+        def locked(conn: Connection) -> Image | None:
+            if conn.dialect.name == "postgresql":
+                conn.execute(
+                    select(images.c.id).where(images.c.id == image_id).with_for_update()
                 )
-            if changes.set_properties:
-                await conn.execute(
-                    delete(image_properties).where(
-                        image_properties.c.image_id == image_id,
-                        image_properties.c.name.in_(list(changes.set_properties)),
-                    )
-                )
-                await conn.execute(
-                    insert(image_properties),
-                    [{"image_id": image_id, "name": k, "value": v}
-                     for k, v in changes.set_properties.items()],
-                )
-            if changes.remove_locations:
-                await conn.execute(
-                    update(image_locations)
-                    .where(
-                        image_locations.c.image_id == image_id,
-                        image_locations.c.url.in_(list(changes.remove_locations)),
-                    )
-                    .values(status="deleted")
-                )
-            for location in changes.add_locations:
-                await conn.execute(
-                    insert(image_locations).values(
-                        image_id=image_id,
-                        url=location.url,
-                        store=location.store,
-                        meta_data=json.dumps(location.metadata),
-                        status=location.status,
-                        created_at=now,
-                    )
-                )
-            if changes.tags is not None:
-                await conn.execute(delete(image_tags).where(image_tags.c.image_id == image_id))
-                if changes.tags:
-                    await conn.execute(
-                        insert(image_tags),
-                        [{"image_id": image_id, "value": t, "created_at": now}
-                         for t in dict.fromkeys(changes.tags)],
-                    )
-            row = (
-                await conn.execute(select(images).where(images.c.id == image_id))
-            ).mappings().one()
-            found = await _hydrate(conn, [row])
-        return found[0]
+            image = _get(conn, image_id)
+            if image is None:
+                return None
+            changes = mutate(image)
+            if changes is None:
+                return image
+            _apply(conn, image_id, changes, [images.c.id == image_id])
+            return _get(conn, image_id)
+
+        return await self._db.run_write(locked)
 
     async def delete(self, image_id: str, *, expected_status: Sequence[str] | None = None) -> bool:
         now = utcnow()
         guard = [images.c.id == image_id, images.c.deleted.is_(False)]
         if expected_status is not None:
             guard.append(images.c.status.in_(list(expected_status)))
-        async with self._db.write() as conn:
-            result = await conn.execute(
+
+        def remove(conn: Connection) -> bool:
+            result = conn.execute(
                 update(images)
                 .where(*guard)
                 .values(
@@ -222,17 +187,19 @@ class SqlImageRepository:
                 return False
             # The row stays (ids are never reused); its satellites go.
             for table in (image_properties, image_tags, image_members):
-                await conn.execute(delete(table).where(table.c.image_id == image_id))
-            await conn.execute(
+                conn.execute(delete(table).where(table.c.image_id == image_id))
+            conn.execute(
                 update(image_locations)
                 .where(image_locations.c.image_id == image_id)
                 .values(status="deleted")
             )
-        return True
+            return True
+
+        return await self._db.run_write(remove)
 
     async def add_tag(self, image_id: str, tag: str, quota: int) -> bool:
-        async with self._db.write() as conn:
-            present = await conn.scalar(
+        def add(conn: Connection) -> bool:
+            present = conn.scalar(
                 select(func.count()).where(
                     image_tags.c.image_id == image_id, image_tags.c.value == tag
                 )
@@ -240,36 +207,30 @@ class SqlImageRepository:
             if present:
                 return True
             if quota >= 0:
-                count = await conn.scalar(
+                count = conn.scalar(
                     select(func.count()).where(image_tags.c.image_id == image_id)
                 )
                 if (count or 0) + 1 > quota:
                     return False
             now = utcnow()
-            await conn.execute(
-                insert(image_tags).values(image_id=image_id, value=tag, created_at=now)
-            )
-            await conn.execute(
-                update(images)
-                .where(images.c.id == image_id)
-                .values(updated_at=now, version=images.c.version + 1)
-            )
-        return True
+            conn.execute(insert(image_tags).values(image_id=image_id, value=tag, created_at=now))
+            _touch(conn, image_id, now)
+            return True
+
+        return await self._db.run_write(add)
 
     async def remove_tag(self, image_id: str, tag: str) -> bool:
-        async with self._db.write() as conn:
-            result = await conn.execute(
+        def remove(conn: Connection) -> bool:
+            result = conn.execute(
                 delete(image_tags).where(
                     image_tags.c.image_id == image_id, image_tags.c.value == tag
                 )
             )
             if result.rowcount:
-                await conn.execute(
-                    update(images)
-                    .where(images.c.id == image_id)
-                    .values(updated_at=utcnow(), version=images.c.version + 1)
-                )
-        return bool(result.rowcount)
+                _touch(conn, image_id, utcnow())
+            return bool(result.rowcount)
+
+        return await self._db.run_write(remove)
 
     async def storage_used(self, owner: str, *, exclude_image: str | None = None) -> int:
         stmt = select(func.coalesce(func.sum(images.c.size), 0)).where(
@@ -277,33 +238,22 @@ class SqlImageRepository:
         )
         if exclude_image is not None:
             stmt = stmt.where(images.c.id != exclude_image)
-        async with self._db.read() as conn:
-            return int(await conn.scalar(stmt) or 0)
+        return int(await self._db.run_read(lambda conn: conn.scalar(stmt)) or 0)
 
     async def add_location(self, image_id: str, location: Location) -> None:
-        async with self._db.write() as conn:
-            await conn.execute(
-                insert(image_locations).values(
-                    image_id=image_id,
-                    url=location.url,
-                    store=location.store,
-                    meta_data=json.dumps(location.metadata),
-                    status=location.status,
-                    created_at=utcnow(),
-                )
-            )
+        await self._db.run_write(
+            lambda conn: _apply(conn, image_id, ImageChanges(add_locations=(location,)),
+                                [images.c.id == image_id])
+        )
 
     async def remove_location(self, image_id: str, url: str) -> None:
-        async with self._db.write() as conn:
-            await conn.execute(
-                update(image_locations)
-                .where(image_locations.c.image_id == image_id, image_locations.c.url == url)
-                .values(status="deleted")
-            )
+        await self._db.run_write(
+            lambda conn: _apply(conn, image_id, ImageChanges(remove_locations=(url,)),
+                                [images.c.id == image_id])
+        )
 
     async def ping(self) -> None:
-        async with self._db.read() as conn:
-            await conn.execute(select(literal(1)))
+        await self._db.run_read(lambda conn: conn.execute(select(literal(1))).all())
 
     async def active_location_urls(self) -> set[str]:
         stmt = (
@@ -311,16 +261,15 @@ class SqlImageRepository:
             .join(images, images.c.id == image_locations.c.image_id)
             .where(image_locations.c.status == "active", images.c.deleted.is_(False))
         )
-        async with self._db.read() as conn:
-            return {row[0] for row in await conn.execute(stmt)}
+        return await self._db.run_read(lambda conn: {row[0] for row in conn.execute(stmt)})
 
     async def images_in_status(self, status: str, node_id: str | None = None) -> list[Image]:
         stmt = select(images).where(images.c.deleted.is_(False), images.c.status == status)
         if node_id is not None:
             stmt = stmt.where(images.c.data_node == node_id)
-        async with self._db.read() as conn:
-            rows = (await conn.execute(stmt)).mappings().all()
-            return await _hydrate(conn, rows)
+        return await self._db.run_read(
+            lambda conn: _hydrate(conn, conn.execute(stmt).mappings().all())
+        )
 
 
 class SqlMemberRepository:
@@ -329,8 +278,9 @@ class SqlMemberRepository:
 
     async def add(self, member: Member, quota: int) -> Member:
         now = utcnow()
-        async with self._db.write() as conn:
-            present = await conn.scalar(
+
+        def add(conn: Connection) -> None:
+            present = conn.scalar(
                 select(func.count()).where(
                     image_members.c.image_id == member.image_id,
                     image_members.c.member == member.member_id,
@@ -341,70 +291,65 @@ class SqlMemberRepository:
                     f"Member {member.member_id} already exists for image {member.image_id}"
                 )
             if quota >= 0:
-                count = await conn.scalar(
+                count = conn.scalar(
                     select(func.count()).where(image_members.c.image_id == member.image_id)
                 )
                 if (count or 0) + 1 > quota:
-                    raise LimitExceeded(
-                        f"Maximum number of image members exceeded: {quota}"
-                    )
-            await conn.execute(
+                    raise LimitExceeded(f"Maximum number of image members exceeded: {quota}")
+            conn.execute(
                 insert(image_members).values(
                     image_id=member.image_id, member=member.member_id, status=member.status,
                     created_at=now, updated_at=now,
                 )
             )
+
+        await self._db.run_write(add)
         member.created_at = member.updated_at = now
         return member
 
     async def get(self, image_id: str, member_id: str) -> Member | None:
-        async with self._db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(image_members).where(
-                        image_members.c.image_id == image_id,
-                        image_members.c.member == member_id,
-                    )
-                )
-            ).mappings().first()
-        return _member(row) if row else None
+        return await self._db.run_read(lambda conn: _get_member(conn, image_id, member_id))
 
     async def for_image(self, image_id: str) -> list[Member]:
-        async with self._db.read() as conn:
-            rows = (
-                await conn.execute(
-                    select(image_members)
-                    .where(image_members.c.image_id == image_id)
-                    .order_by(image_members.c.created_at, image_members.c.member)
-                )
-            ).mappings().all()
-        return [_member(r) for r in rows]
+        stmt = (
+            select(image_members)
+            .where(image_members.c.image_id == image_id)
+            .order_by(image_members.c.created_at, image_members.c.member)
+        )
+        return await self._db.run_read(
+            lambda conn: [_member(r) for r in conn.execute(stmt).mappings().all()]
+        )
 
     async def set_status(self, image_id: str, member_id: str, status: str) -> Member | None:
-        async with self._db.write() as conn:
-            await conn.execute(
+        def change(conn: Connection) -> Member | None:
+            conn.execute(
                 update(image_members)
                 .where(image_members.c.image_id == image_id, image_members.c.member == member_id)
                 .values(status=status, updated_at=utcnow())
             )
-            row = (
-                await conn.execute(
-                    select(image_members).where(
-                        image_members.c.image_id == image_id,
-                        image_members.c.member == member_id,
-                    )
-                )
-            ).mappings().first()
-        return _member(row) if row else None
+            return _get_member(conn, image_id, member_id)
+
+        return await self._db.run_write(change)
 
     async def delete(self, image_id: str, member_id: str) -> bool:
-        async with self._db.write() as conn:
-            result = await conn.execute(
+        def remove(conn: Connection) -> bool:
+            result = conn.execute(
                 delete(image_members).where(
                     image_members.c.image_id == image_id, image_members.c.member == member_id
                 )
             )
-        return bool(result.rowcount)
+            return bool(result.rowcount)
+
+        return await self._db.run_write(remove)
+
+
+def _get_member(conn: Connection, image_id: str, member_id: str) -> Member | None:
+    row = conn.execute(
+        select(image_members).where(
+            image_members.c.image_id == image_id, image_members.c.member == member_id
+        )
+    ).mappings().first()
+    return _member(row) if row else None
 
 
 def _member(row: Any) -> Member:
@@ -417,7 +362,76 @@ def _member(row: Any) -> Member:
     )
 
 
-async def _hydrate(conn: AsyncConnection, rows: Sequence[Any]) -> list[Image]:
+def _touch(conn: Connection, image_id: str, now: datetime) -> None:
+    conn.execute(
+        update(images)
+        .where(images.c.id == image_id)
+        .values(updated_at=now, version=images.c.version + 1)
+    )
+
+
+def _get(conn: Connection, image_id: str) -> Image | None:
+    row = conn.execute(
+        select(images).where(images.c.id == image_id, images.c.deleted.is_(False))
+    ).mappings().first()
+    if row is None:
+        return None
+    return _hydrate(conn, [row])[0]
+
+
+def _apply(
+    conn: Connection, image_id: str, changes: ImageChanges, guard: list[ColumnElement[bool]]
+) -> bool:
+    """Write ``changes`` if the guarded update matches the image; False otherwise."""
+    now = utcnow()
+    values: dict[str, Any] = {k: v for k, v in changes.core.items() if k in _CORE_COLUMNS}
+    values.update(updated_at=now, version=images.c.version + 1)
+    result = conn.execute(update(images).where(*guard).values(**values))
+    if result.rowcount != 1:
+        return False
+    touched = [*changes.remove_properties, *changes.set_properties]
+    if touched:
+        conn.execute(
+            delete(image_properties).where(
+                image_properties.c.image_id == image_id,
+                image_properties.c.name.in_(touched),
+            )
+        )
+    if changes.set_properties:
+        conn.execute(
+            insert(image_properties),
+            [{"image_id": image_id, "name": k, "value": v}
+             for k, v in changes.set_properties.items()],
+        )
+    if changes.remove_locations:
+        conn.execute(
+            update(image_locations)
+            .where(
+                image_locations.c.image_id == image_id,
+                image_locations.c.url.in_(list(changes.remove_locations)),
+            )
+            .values(status="deleted")
+        )
+    for location in changes.add_locations:
+        conn.execute(
+            insert(image_locations).values(
+                image_id=image_id, url=location.url, store=location.store,
+                meta_data=json.dumps(location.metadata), status=location.status,
+                created_at=now,
+            )
+        )
+    if changes.tags is not None:
+        conn.execute(delete(image_tags).where(image_tags.c.image_id == image_id))
+        if changes.tags:
+            conn.execute(
+                insert(image_tags),
+                [{"image_id": image_id, "value": t, "created_at": now}
+                 for t in dict.fromkeys(changes.tags)],
+            )
+    return True
+
+
+def _hydrate(conn: Connection, rows: Sequence[Any]) -> list[Image]:
     """Images from rows, with their properties, tags and locations in 3 queries."""
     if not rows:
         return []
@@ -446,20 +460,20 @@ async def _hydrate(conn: AsyncConnection, rows: Sequence[Any]) -> list[Image]:
             data_node=row["data_node"],
         )
     ids = list(result)
-    props = await conn.execute(
+    props = conn.execute(
         select(image_properties.c.image_id, image_properties.c.name, image_properties.c.value)
         .where(image_properties.c.image_id.in_(ids))
     )
     for image_id, name, value in props:
         result[image_id].properties[name] = value
-    tags = await conn.execute(
+    tags = conn.execute(
         select(image_tags.c.image_id, image_tags.c.value)
         .where(image_tags.c.image_id.in_(ids))
         .order_by(image_tags.c.created_at, image_tags.c.value)
     )
     for image_id, value in tags:
         result[image_id].tags.append(value)
-    locs = await conn.execute(
+    locs = conn.execute(
         select(
             image_locations.c.image_id, image_locations.c.url, image_locations.c.store,
             image_locations.c.meta_data, image_locations.c.status,
