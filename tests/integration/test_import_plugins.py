@@ -57,7 +57,7 @@ def make_job(
 def disk_content(size: int = 8 * MiB) -> bytes:
     """A disk with data in a few places and holes between (so sparseness matters)."""
     data = bytearray(size)
-    for offset in (0, MiB + 4096, size - 65536):
+    for offset in (0, size // 2 + 4096, size - 65536):
         data[offset : offset + 65536] = os.urandom(65536)
     return bytes(data)
 
@@ -229,6 +229,40 @@ async def test_data_already_in_the_output_format_is_left_alone(
     assert job.disk_format == "raw"
     assert job.virtual_size == len(content)
     assert log.read_text() == ""  # qemu-img never ran
+
+
+@pytest.mark.parametrize("declared", ["ami", "aki", "ari"])
+async def test_raw_like_formats_are_already_raw(
+    qemu_img: str, staging: Path, declared: str
+) -> None:
+    staged = stage(staging, disk_content(MiB))
+    job = make_job(staged, declared)
+    await converter(qemu_img).run(job)
+    assert job.disk_format == declared
+
+
+async def test_mismatch_allowed_raw_data_declared_qcow2_is_recorded_as_raw(
+    qemu_img: str, staging: Path
+) -> None:
+    content = disk_content(MiB)
+    staged = stage(staging, content)
+    job = make_job(staged, "qcow2")
+    lenient = replace(POLICY, require_image_format_match=False)
+    await ImageConversionPlugin("raw", lenient, cpu_seconds=60, memory_mib=1024).run(job)
+    assert staged.read_bytes() == content
+    assert (job.disk_format, job.virtual_size) == ("raw", MiB)
+
+
+async def test_mismatch_allowed_qcow2_data_declared_raw_is_converted_from_what_it_is(
+    qemu_img: str, work: Path, staging: Path
+) -> None:
+    content = disk_content()
+    staged = stage(staging, make_image(qemu_img, work, "qcow2", content))
+    job = make_job(staged, "raw")
+    lenient = replace(POLICY, require_image_format_match=False)
+    await ImageConversionPlugin("raw", lenient, cpu_seconds=60, memory_mib=1024).run(job)
+    assert staged.read_bytes() == content
+    assert job.disk_format == "raw"
 
 
 async def test_iso_is_not_converted(

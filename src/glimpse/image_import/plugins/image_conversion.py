@@ -41,6 +41,7 @@ from pathlib import Path
 from glimpse.domain.errors import InvalidImageData
 from glimpse.formats.stream import (
     ARCHIVE_CONTAINERS,
+    RAW_LIKE,
     FormatPolicy,
     InspectionResult,
     StreamInspector,
@@ -63,6 +64,7 @@ QEMU_FORMATS = {
 }
 NOT_CONVERTED = {"iso": "ISO images are not converted", "luks": "LUKS needs its key"}
 STDERR_LIMIT = 2000
+ALREADY = "already in the output format"
 
 # argv: cpu_seconds address_space_bytes program args...
 _LIMITED_EXEC = """\
@@ -103,6 +105,12 @@ class ImageConversionPlugin:
         if reason:
             job.virtual_size = source.virtual_size
             job.messages.append(f"image_conversion: not converted ({reason})")
+            if reason == ALREADY and not _names_content(job.disk_format, self.output_format):
+                # only with require_image_format_match off: say what the data is
+                output = self.output_format
+                relabelled = await _inspect(job.path, output, job.container_format, self.policy)
+                job.disk_format = output
+                job.virtual_size = relabelled.virtual_size
             return
         qemu_format = QEMU_FORMATS[source.format]
         await self._check_info(job.path, qemu_format)
@@ -136,7 +144,7 @@ class ImageConversionPlugin:
         if container in ARCHIVE_CONTAINERS:
             return f"the data is a {container} archive, not a disk"
         if QEMU_FORMATS.get(detected) == self.output_format:
-            return f"already {self.output_format}"
+            return ALREADY
         if detected not in QEMU_FORMATS:
             return f"no converter for {detected}"
         return None
@@ -216,6 +224,11 @@ async def _inspect(
         return inspector.finish(total)
 
     return await run_blocking(work)
+
+
+def _names_content(disk_format: str | None, output: str) -> bool:
+    """Whether ``disk_format`` is a right name for data in the ``output`` format."""
+    return disk_format in RAW_LIKE if output == "raw" else disk_format == output
 
 
 def _replace(tmp: Path, path: Path) -> None:
