@@ -40,7 +40,7 @@ from oslo_utils.imageutils import format_inspector as fi
 
 from glimpse.domain.errors import FormatMismatch, UnsafeImage
 from glimpse.formats.detect import INSPECTORS, Detector, signature_present
-from glimpse.formats.limits import SECTOR, bad_header, check_fits_int64
+from glimpse.formats.limits import SECTOR, KiB, bad_header, check_fits_int64
 from glimpse.formats.qcow2 import Qcow2Inspector
 from glimpse.formats.vhd import VhdInspector
 from glimpse.formats.vmdk import VmdkInspector
@@ -56,6 +56,9 @@ ARCHIVE_CONTAINERS = frozenset({"ova", "docker", "compressed"})
 RECOGNISED = frozenset(INSPECTORS) | {"raw"}
 # Declared formats whose absence of signature can be told from the first bytes.
 EARLY_SIGNATURES = frozenset({"qcow2", "vhdx", "vdi", "ploop", "luks", "iso"})
+
+# feed() hands data to the detector in pieces of at least this size.
+BATCH = 64 * KiB
 
 # oslo safety check names -> our reasons (the rest: bad_header).
 _OSLO_REASONS = {
@@ -120,6 +123,7 @@ class StreamInspector:
         self._container = container_format
         self._policy = policy
         self._detector = Detector()
+        self._pending = bytearray()
         self._checked: set[str] = set()
         self._signature_pending = (
             policy.require_image_format_match
@@ -130,12 +134,29 @@ class StreamInspector:
     # -- streaming ---------------------------------------------------------
 
     def feed(self, chunk: bytes) -> None:
+        # Small chunks (a client trickling bytes) are gathered so the detector
+        # runs at most once per BATCH bytes: its cost is per call, not per byte.
+        if not self._pending and len(chunk) >= BATCH:
+            self._inspect(chunk)
+            return
+        self._pending += chunk
+        if len(self._pending) >= BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = bytes(self._pending)
+            self._pending.clear()
+            self._inspect(data)
+
+    def _inspect(self, chunk: bytes) -> None:
         for name in self._detector.feed(chunk):
             self._header_checks(name, self._detector.inspector(name))
         if self._signature_pending:
             self._check_declared_signature()
 
     def finish(self, total_size: int) -> InspectionResult:
+        self._flush()
         if total_size != self._detector.size:
             raise ValueError(
                 f"finish() was told {total_size} bytes but {self._detector.size} were fed"

@@ -82,3 +82,21 @@ def test_a_region_far_into_the_file_is_waited_for_cheaply() -> None:
         detector.feed(bytes(b.MiB))
     assert set(detector._active) == {"vhdx"}
     assert sum(detector.inspector("vhdx").context_info.values()) < 256 * 1024
+
+
+def test_trickled_bytes_are_batched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client sending one byte at a time costs the detector one call per 64 KiB."""
+    calls = []
+    original = Detector.feed
+
+    def counting(self: Detector, chunk: bytes) -> list[str]:
+        calls.append(len(chunk))
+        return original(self, chunk)
+
+    monkeypatch.setattr(Detector, "feed", counting)
+    data = b.qcow2(cluster_bits=12, size=b.MiB) + bytes(256 * 1024)
+    inspector = StreamInspector("qcow2", "bare", FormatPolicy(disk_formats=ALL_FORMATS))
+    for i in range(len(data)):
+        inspector.feed(data[i : i + 1])
+    assert inspector.finish(len(data)).format == "qcow2"
+    assert len(calls) <= len(data) // (64 * 1024) + 1
