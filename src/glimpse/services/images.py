@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from glimpse.cache.base import ImageCache
 from glimpse.db.base import ImageChanges, ImageQuery, ImageRepository, MemberRepository
 from glimpse.domain.errors import (
     Conflict,
@@ -63,7 +64,10 @@ class ImageService:
         policy: PolicyEnforcer,
         rules: ImageRules,
         property_check: PropertyCheck | None = None,
+        cache: ImageCache | None = None,
     ) -> None:
+        # This node's image cache: a deleted or deactivated image's copy is dropped.
+        self.cache = cache
         self.images = images
         self.members = members
         self.stores = stores
@@ -312,6 +316,8 @@ class ImageService:
             raise ProtectedImage(f"Image {image_id} is protected and cannot be deleted.")
         if not await self.images.delete(image_id):
             raise ImageNotFound(image_id)
+        if self.cache is not None:
+            await self.cache.forget(image_id)
         await self._remove_data(image.locations)
 
     async def _remove_data(self, locations: Iterable[object]) -> None:
@@ -337,6 +343,8 @@ class ImageService:
             image_id, ImageChanges(core={"status": "deactivated"}), expected_status=["active"]
         ) is None:
             raise Conflict(f"Image {image_id} changed status while deactivating; try again.")
+        if self.cache is not None:
+            await self.cache.forget(image_id)
 
     async def reactivate(self, ctx: RequestContext, image_id: str) -> None:
         image = await self.get_image(ctx, image_id)

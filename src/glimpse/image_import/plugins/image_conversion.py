@@ -115,11 +115,7 @@ class ImageConversionPlugin:
         qemu_format = QEMU_FORMATS[source.format]
         await self._check_info(job.path, qemu_format)
         output = self.output_format
-        fd, name = tempfile.mkstemp(
-            dir=job.path.parent, prefix=f".{job.path.name}.", suffix=f".{output}"
-        )
-        os.close(fd)
-        tmp = Path(name)
+        tmp = await asyncio.to_thread(_temporary_beside, job.path, output)
         try:
             await self._qemu_img(
                 "convert", "-f", qemu_format, "-O", output, str(job.path), str(tmp)
@@ -224,6 +220,12 @@ async def _inspect(
         return inspector.finish(total)
 
     return await run_blocking(work)
+
+
+def _temporary_beside(path: Path, output: str) -> Path:
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".{output}")
+    os.close(fd)
+    return Path(name)
 
 
 def _names_content(disk_format: str | None, output: str) -> bool:
