@@ -310,6 +310,37 @@ async def test_declared_format_must_match_the_data(qemu_img: str, staging: Path)
     assert leftovers(staging, staged) == []
 
 
+async def test_small_qcow2_of_a_huge_disk_is_refused_before_conversion(
+    qemu_img: str, work: Path, staging: Path, wrapped_qemu: Callable[[str], tuple[str, Path]]
+) -> None:
+    image = work / "huge.qcow2"
+    qemu(qemu_img, "create", "-f", "qcow2", image, "1T")
+    staged = stage(staging, image)
+    program, log = wrapped_qemu("")
+    plugin = ImageConversionPlugin(
+        "raw", POLICY, cpu_seconds=60, memory_mib=1024, size_cap=64 * MiB, qemu_img=program
+    )
+    with pytest.raises(RequestTooLarge, match="would be 1099511627776 bytes, more than"):
+        await plugin.run(make_job(staged, "qcow2"))
+    assert log.read_text() == ""
+    assert leftovers(staging, staged) == []
+
+
+async def test_converted_output_over_the_cap_is_refused(
+    qemu_img: str, work: Path, staging: Path
+) -> None:
+    content = os.urandom(4 * MiB)  # incompressible: the qcow2 is about as large
+    staged = stage(staging, content)
+    original = staged.read_bytes()
+    plugin = ImageConversionPlugin(
+        "qcow2", POLICY, cpu_seconds=60, memory_mib=1024, size_cap=4 * MiB, qemu_img=qemu_img
+    )
+    with pytest.raises(RequestTooLarge, match="converted to qcow2 is .* bytes, more than"):
+        await plugin.run(make_job(staged, "raw"))
+    assert staged.read_bytes() == original
+    assert leftovers(staging, staged) == []
+
+
 async def test_qemu_img_over_its_memory_limit_fails_cleanly(
     qemu_img: str, work: Path, staging: Path
 ) -> None:
@@ -619,5 +650,6 @@ def test_build_plugins_passes_the_limits_and_the_cap(qemu_img: str) -> None:
     )
     assert isinstance(conversion, ImageConversionPlugin)
     assert (conversion.cpu_seconds, conversion.memory_mib) == (7, 333)
+    assert conversion.size_cap == 12345
     assert isinstance(decompression, ImageDecompressionPlugin)
     assert decompression.size_cap == 12345

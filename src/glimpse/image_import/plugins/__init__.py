@@ -43,6 +43,7 @@ def _image_conversion(
         policy,
         cpu_seconds=settings.qemu_img_cpu_seconds,
         memory_mib=settings.qemu_img_memory_mib,
+        size_cap=size_cap,
         qemu_img=qemu_img,
     )
 

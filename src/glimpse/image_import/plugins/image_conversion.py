@@ -15,6 +15,8 @@ Steps, each refusing with a clear error and leaving the staged file as it was:
    data file (Glance's second opinion); then ``qemu-img convert -f <detected> -O
    <output>`` into a temporary file beside the staged one. The format is always
    given, never probed.
+   A raw output larger than the image size cap is refused before qemu-img runs
+   (a small qcow2 can describe a huge disk), any output after it.
 4. The output is inspected too and must be the output format; it then replaces the
    staged file atomically, and the job records disk_format = output format,
    container_format = bare (as Glance) and the new virtual size.
@@ -38,7 +40,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from glimpse.domain.errors import InvalidImageData
+from glimpse.domain.errors import InvalidImageData, RequestTooLarge
 from glimpse.formats.stream import (
     ARCHIVE_CONTAINERS,
     RAW_LIKE,
@@ -86,6 +88,7 @@ class ImageConversionPlugin:
         *,
         cpu_seconds: int,
         memory_mib: int,
+        size_cap: int | None = None,
         qemu_img: str = "qemu-img",
     ) -> None:
         if output_format not in OUTPUT_FORMATS:
@@ -97,6 +100,7 @@ class ImageConversionPlugin:
         self.policy = policy
         self.cpu_seconds = cpu_seconds
         self.memory_mib = memory_mib
+        self.size_cap = size_cap
         self.qemu_img = qemu_img
 
     async def run(self, job: ImportJob) -> None:
@@ -112,14 +116,26 @@ class ImageConversionPlugin:
                 job.disk_format = output
                 job.virtual_size = relabelled.virtual_size
             return
+        output = self.output_format
+        cap = self.size_cap
+        if output == "raw" and cap is not None and (source.virtual_size or 0) > cap:
+            raise RequestTooLarge(
+                f"Converted to raw, the image would be {source.virtual_size} bytes, more than "
+                f"the image size cap of {cap} bytes."
+            )
         qemu_format = QEMU_FORMATS[source.format]
         await self._check_info(job.path, qemu_format)
-        output = self.output_format
         tmp = await asyncio.to_thread(_temporary_beside, job.path, output)
         try:
             await self._qemu_img(
                 "convert", "-f", qemu_format, "-O", output, str(job.path), str(tmp)
             )
+            converted_size = (await asyncio.to_thread(tmp.stat)).st_size
+            if cap is not None and converted_size > cap:
+                raise RequestTooLarge(
+                    f"The image converted to {output} is {converted_size} bytes, more than "
+                    f"the image size cap of {cap} bytes."
+                )
             result = await _inspect(tmp, output, "bare", self.policy)
             expected = {"raw", "gpt"} if output == "raw" else {output}
             if result.format not in expected:
