@@ -143,6 +143,12 @@ def test_md_namespace_commands(admin: Glance, tmp_path: Path) -> None:
     assert json.loads(prefixed["properties"]) == ["hw_cpu_cores"]
     assert json.loads(prefixed["objects"]) == ["CPU"]
     assert imported_name in first_column(admin("md-namespace-list", "--resource-types", IMAGE))
+    # The client PUTs back the whole namespace it read, content included: accepted, and
+    # the content is left as it was.
+    updated = table(admin("md-namespace-update", imported_name, "--description", "edited"))
+    assert updated["description"] == "edited"
+    shown = table(admin("md-namespace-show", imported_name))
+    assert json.loads(shown["objects"]) == ["CPU"] and json.loads(shown["tags"]) == ["imported"]
     admin("md-namespace-delete", imported_name)
 
 
