@@ -20,6 +20,7 @@ from glimpse.api.v2.schemas import build_schemas
 from glimpse.auth.base import Authenticator
 from glimpse.auth.noauth import NoAuth
 from glimpse.auth.tokens import TokenFileAuth
+from glimpse.cache.disk import DiskImageCache
 from glimpse.config import Settings, resolve_database_url
 from glimpse.db.sql import migrate
 from glimpse.db.sql.metadef_repository import SqlMetadefRepository
@@ -31,6 +32,7 @@ from glimpse.image_import.runner import ImportRunner, RunnerConfig
 from glimpse.image_import.uri_filter import UriFilter
 from glimpse.policy.enforcer import PolicyEnforcer
 from glimpse.services.bundle import Services
+from glimpse.services.cache import CacheService
 from glimpse.services.health import HealthService
 from glimpse.services.image_data import DataLimits, ImageDataService
 from glimpse.services.images import ImageRules, ImageService
@@ -55,9 +57,12 @@ class Node:
     services: Services
     app: Starlette
     runner: ImportRunner
+    cache: DiskImageCache | None = None
     _watchdog: asyncio.Task[None] | None = None
 
     async def start(self, *, run_migrations: bool = True) -> None:
+        if self.cache is not None:  # refuses a directory another node uses
+            await asyncio.to_thread(self.cache.prepare)
         if run_migrations:
             await migrate.upgrade(self.db)
         for driver in self.file_drivers:
@@ -72,6 +77,7 @@ class Node:
         if failed:
             log.warning("%d imports interrupted by a restart were failed cleanly", failed)
         self._watchdog = asyncio.create_task(self._watch_leases())
+        self.services.cache.start()
 
     async def _watch_leases(self) -> None:
         """Fail imports whose node stopped renewing its lease (another node died)."""
@@ -84,6 +90,7 @@ class Node:
                 log.exception("checking for abandoned imports failed")
 
     async def stop(self) -> None:
+        await self.services.cache.stop()
         if self._watchdog is not None:
             self._watchdog.cancel()
             await asyncio.gather(self._watchdog, return_exceptions=True)
@@ -131,10 +138,26 @@ def build_stores(settings: Settings) -> tuple[StoreRegistry, list[FileStoreDrive
     return registry, file_drivers
 
 
+def build_cache(settings: Settings) -> DiskImageCache | None:
+    """This node's image cache when ``image_cache_dir`` is set (as Glance), else None."""
+    if settings.image_cache_dir is None:
+        return None
+    if settings.image_cache_driver != "sqlite":
+        log.info("image_cache_driver = %s: Glimpse keeps a per-node SQLite index in "
+                 "image_cache_dir for every driver name", settings.image_cache_driver)
+    return DiskImageCache(
+        settings.image_cache_dir,
+        node_id=settings.node_id,
+        max_size=settings.image_cache_max_size,
+        stall_time=settings.image_cache_stall_time,
+    )
+
+
 def build_node(settings: Settings) -> Node:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(resolve_database_url(settings))
     stores, file_drivers = build_stores(settings)
+    cache = build_cache(settings)
     policy = PolicyEnforcer(settings.policy_file, settings.config_dir)
     image_repo = SqlImageRepository(db)
     member_repo = SqlMemberRepository(db)
@@ -154,6 +177,7 @@ def build_node(settings: Settings) -> Node:
             metadefs.check_image_properties
             if settings.validate_image_properties_against_metadefs else None
         ),
+        cache=cache,
     )
     format_policy = FormatPolicy(
         disk_formats=settings.disk_formats,
@@ -193,6 +217,7 @@ def build_node(settings: Settings) -> Node:
             DataLimits(settings.image_size_cap, settings.user_storage_quota),
             format_policy,
             settings.node_id,
+            cache,
         ),
         members=MemberService(images, member_repo, settings.image_member_quota),
         stores=StoreService(images, image_repo, stores, settings.image_location_quota),
@@ -203,6 +228,8 @@ def build_node(settings: Settings) -> Node:
         ),
         health=HealthService(image_repo, stores),
         metadefs=metadefs,
+        cache=CacheService(images, image_repo, stores, cache,
+                           job_interval=settings.cache_prefetcher_interval),
     )
     api_state = ApiState(
         services=services,
@@ -232,5 +259,5 @@ def build_node(settings: Settings) -> Node:
             await node.stop()
 
     app = create_app(api_state, lifespan)
-    node = Node(settings, db, stores, file_drivers, services, app, runner)
+    node = Node(settings, db, stores, file_drivers, services, app, runner, cache)
     return node

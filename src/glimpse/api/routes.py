@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from glimpse.api.v2 import discovery, image_data, images, imports, members, metadefs, stores
+from glimpse.api.v2 import cache, discovery, image_data, images, imports, members, metadefs, stores
 
 ROUTES = [
     Route("/", discovery.versions_root, methods=["GET"]),
@@ -46,5 +46,11 @@ ROUTES = [
     Route(
         "/v2/images/{image_id}/members/{member_id}", members.delete_member, methods=["DELETE"]
     ),
+    Route("/v2/cache", cache.show_cache, methods=["GET"]),
+    Route("/v2/cache", cache.clear, methods=["DELETE"]),
+    Route("/v2/cache/clean", cache.clean, methods=["POST"]),
+    Route("/v2/cache/prune", cache.prune, methods=["POST"]),
+    Route("/v2/cache/{image_id}", cache.queue_image, methods=["PUT"]),
+    Route("/v2/cache/{image_id}", cache.delete_entry, methods=["DELETE"]),
     *metadefs.ROUTES,
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from glimpse.services.cache import CacheService
 from glimpse.services.health import HealthService
 from glimpse.services.image_data import ImageDataService
 from glimpse.services.images import ImageService
@@ -22,3 +23,4 @@ class Services:
     health: HealthService
     imports: ImportService
     metadefs: MetadefService
+    cache: CacheService

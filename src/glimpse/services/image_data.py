@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from glimpse.cache.base import ByteReader, ImageCache, ImageKey
 from glimpse.db.base import ImageChanges, ImageRepository
 from glimpse.domain.errors import (
     Conflict,
@@ -52,7 +53,7 @@ class ImageData:
     """Where to read an image's bytes for one download."""
 
     image: Image
-    store: ManagedStore
+    store: ByteReader  # the store, decorated by the cache when this node has one
     location: str
     offset: int
     length: int
@@ -69,7 +70,9 @@ class ImageDataService:
         limits: DataLimits,
         format_policy: FormatPolicy,
         node_id: str,
+        cache: ImageCache | None = None,
     ) -> None:
+        self.cache = cache
         self.images = images
         self.repo = repo
         self.stores = stores
@@ -194,8 +197,13 @@ class ImageDataService:
         store, location = self._pick_location(image)
         total = image.size or 0
         offset, length = _resolve_range(byte_range, total)
+        reader: ByteReader = store
+        if self.cache is not None and image.status == "active":
+            # Served from this node's verified copy when it has one (a deactivated
+            # image's copy is never used); a whole-image read fills the cache.
+            reader = self.cache.reader(ImageKey(image.id, image.checksum or "", total), store)
         return ImageData(
-            image=image, store=store, location=location, offset=offset, length=length,
+            image=image, store=reader, location=location, offset=offset, length=length,
             total=total, partial=byte_range is not None,
         )
 

@@ -10,10 +10,11 @@ from starlette.responses import PlainTextResponse, Response
 from glimpse.api.http import json_response
 from glimpse.api.state import state
 
-# Versions 2.0 .. 2.17; 2.8 and 2.10-2.13 only when several stores are configured,
+# Versions 2.0 .. 2.18; 2.8 and 2.10-2.13 only when several stores are configured,
+# 2.14, 2.16 and 2.18 (cache clean and prune) only when the image cache is enabled,
 # as Glance advertises them.
 _MULTISTORE_ONLY = {"2.8", "2.10", "2.11", "2.12", "2.13"}
-_CACHE_ONLY = {"2.14", "2.16"}
+_CACHE_ONLY = {"2.14", "2.16", "2.18"}
 
 
 def _versions(request: Request) -> list[dict[str, Any]]:
@@ -21,8 +22,8 @@ def _versions(request: Request) -> list[dict[str, Any]]:
     base = (st.options.public_endpoint or str(request.base_url)).rstrip("/")
     minors = [
         f"2.{n}"
-        for n in range(18)
-        if f"2.{n}" not in _CACHE_ONLY
+        for n in range(19)
+        if (st.services.cache.enabled or f"2.{n}" not in _CACHE_ONLY)
         and (st.options.multistore or f"2.{n}" not in _MULTISTORE_ONLY)
     ]
     current = minors[-1]
