@@ -136,6 +136,9 @@ def _register_groups() -> None:
     from glimpse.cli.metadefs import metadefs
 
     main.add_command(metadefs)
+    from glimpse.cli.cache import cache
+
+    main.add_command(cache)
 
 
 _register_groups()
