@@ -28,6 +28,7 @@ from glimpse.db.sql.repositories import SqlImageRepository, SqlMemberRepository
 from glimpse.db.sql.session import Database
 from glimpse.db.sql.task_repository import SqlTaskRepository
 from glimpse.formats.stream import FormatPolicy
+from glimpse.image_import.plugins import build_plugins
 from glimpse.image_import.runner import ImportRunner, RunnerConfig
 from glimpse.image_import.uri_filter import UriFilter
 from glimpse.policy.enforcer import PolicyEnforcer
@@ -197,7 +198,9 @@ def build_node(settings: Settings) -> Node:
         stores,
         staging,
         staging_dir,
-        [],
+        build_plugins(
+            settings.imports.plugins, settings.imports, format_policy, settings.image_size_cap
+        ),
         RunnerConfig(
             node_id=settings.node_id,
             lease_seconds=settings.imports.lease_seconds,

@@ -126,8 +126,7 @@ class ImportRunner:
         except Exception as exc:
             message = _describe(exc)
             log.warning("import %s of image %s failed: %s", task.id, image_id, message)
-            await fail_import(self.images, self.tasks, self.stores, image_id, task, spec,
-                              message)
+            await fail_import(self.images, self.tasks, self.stores, image_id, task, spec, message)
         else:
             if succeeded:
                 await self._succeed(task, image_id, succeeded)
@@ -154,8 +153,10 @@ class ImportRunner:
             if spec.uri is None:
                 raise ImportFailed("web-download needs a uri.")
             self.staging_dir.mkdir(parents=True, exist_ok=True)
+            await self.staging.driver.delete(path.as_uri())  # a stale earlier attempt
             await download_to(
-                spec.uri, path,
+                spec.uri,
+                path,
                 uri_filter=self.config.uri_filter,
                 size_cap=self.config.size_cap,
                 timeout=self.config.web_download_timeout,
@@ -166,9 +167,14 @@ class ImportRunner:
         else:
             raise ImportFailed(f"Import method {spec.method} is not supported.")
         job = ImportJob(
-            image_id=image.id, task_id=task.id, method=spec.method, path=path,
-            disk_format=image.disk_format, container_format=image.container_format,
-            owner=image.owner, roles=roles,
+            image_id=image.id,
+            task_id=task.id,
+            method=spec.method,
+            path=path,
+            disk_format=image.disk_format,
+            container_format=image.container_format,
+            owner=image.owner,
+            roles=roles,
         )
         if spec.method != "copy-image":
             # Copies are of data already accepted; plugins and checks ran then.
@@ -188,8 +194,9 @@ class ImportRunner:
         raise ImportFailed("The image has no data in any store this node can read.")
 
     async def _inspect(self, job: ImportJob) -> int | None:
-        inspector = StreamInspector(job.disk_format, job.container_format,
-                                    self.config.format_policy)
+        inspector = StreamInspector(
+            job.disk_format, job.container_format, self.config.format_policy
+        )
         size = 0
         async for chunk in self.staging.read(job.path.as_uri()):
             size += len(chunk)
@@ -199,9 +206,7 @@ class ImportRunner:
 
     # -- writing to stores -----------------------------------------------------------
 
-    async def _write_to_stores(
-        self, image: Image, job: ImportJob, spec: ImportSpec
-    ) -> list[str]:
+    async def _write_to_stores(self, image: Image, job: ImportJob, spec: ImportSpec) -> list[str]:
         succeeded: list[str] = []
         failed: list[str] = []
         remaining = list(spec.stores)
@@ -217,8 +222,9 @@ class ImportRunner:
                     image.id, self.staging.read(job.path.as_uri()), limits=(limit,)
                 )
             except Exception as exc:
-                log.warning("import of %s into store %s failed: %s", image.id, store_id,
-                            _describe(exc))
+                log.warning(
+                    "import of %s into store %s failed: %s", image.id, store_id, _describe(exc)
+                )
                 failed.append(store_id)
                 remaining.remove(store_id)
                 await self._record_progress(image.id, remaining, failed)
@@ -233,9 +239,13 @@ class ImportRunner:
             activate = not is_copy and (not spec.all_stores_must_succeed or not remaining)
             if not is_copy and not succeeded:
                 core.update(
-                    size=stored.size, checksum=stored.checksum,
-                    os_hash_algo=stored.hash_algo, os_hash_value=stored.hash_value,
-                    virtual_size=job.virtual_size, disk_format=job.disk_format,
+                    size=stored.size,
+                    checksum=stored.checksum,
+                    os_hash_algo=stored.hash_algo,
+                    os_hash_value=stored.hash_value,
+                    virtual_size=job.virtual_size,
+                    disk_format=job.disk_format,
+                    container_format=job.container_format,
                 )
             if activate:
                 core["status"] = "active"
@@ -243,8 +253,11 @@ class ImportRunner:
                 image.id,
                 ImageChanges(
                     core=core,
-                    set_properties={IMPORTING: ",".join(remaining), FAILED: ",".join(failed),
-                                    **(job.properties if not succeeded else {})},
+                    set_properties={
+                        IMPORTING: ",".join(remaining),
+                        FAILED: ",".join(failed),
+                        **(job.properties if not succeeded else {}),
+                    },
                     add_locations=(location,),
                 ),
                 expected_status=["active"] if is_copy else ["importing", "active"],
@@ -257,12 +270,12 @@ class ImportRunner:
             raise ImportFailed("The image could not be written to any store.")
         return succeeded
 
-    async def _record_progress(self, image_id: str, remaining: list[str],
-                               failed: list[str]) -> None:
+    async def _record_progress(
+        self, image_id: str, remaining: list[str], failed: list[str]
+    ) -> None:
         await self.images.update(
             image_id,
-            ImageChanges(set_properties={IMPORTING: ",".join(remaining),
-                                         FAILED: ",".join(failed)}),
+            ImageChanges(set_properties={IMPORTING: ",".join(remaining), FAILED: ",".join(failed)}),
         )
 
     # -- endings ---------------------------------------------------------------------
@@ -271,9 +284,14 @@ class ImportRunner:
         image = await self.images.get(image_id)
         await self.images.update(image_id, ImageChanges(remove_properties=(LOCK,)))
         await self.tasks.finish(
-            task.id, "success", "",
-            {"image_id": image_id, "stores": stores,
-             "failed_stores": (image.properties.get(FAILED, "") if image else "")},
+            task.id,
+            "success",
+            "",
+            {
+                "image_id": image_id,
+                "stores": stores,
+                "failed_stores": (image.properties.get(FAILED, "") if image else ""),
+            },
             expiry(),
         )
 
@@ -285,8 +303,13 @@ class ImportRunner:
 
 
 async def fail_import(
-    images: ImageRepository, tasks: TaskRepository, stores: StoreRegistry,
-    image_id: str, task: Task, spec: ImportSpec, message: str,
+    images: ImageRepository,
+    tasks: TaskRepository,
+    stores: StoreRegistry,
+    image_id: str,
+    task: Task,
+    spec: ImportSpec,
+    message: str,
 ) -> None:
     """Leave image and task as Glance does after a failed import, whatever stage it
     reached: when every store had to succeed, the copies this import wrote are
@@ -296,8 +319,7 @@ async def fail_import(
     if image is not None:
         targets = set(spec.stores)
         mine = [
-            loc for loc in image.locations
-            if spec.all_stores_must_succeed and loc.store in targets
+            loc for loc in image.locations if spec.all_stores_must_succeed and loc.store in targets
         ]
         kept = [loc for loc in image.locations if loc not in mine]
         failed = [s for s in image.properties.get(FAILED, "").split(",") if s]
@@ -309,14 +331,21 @@ async def fail_import(
             if kept:
                 core = {"status": "active"}
             else:
-                core = {"status": "queued", "size": None, "checksum": None,
-                        "os_hash_algo": None, "os_hash_value": None, "virtual_size": None}
+                core = {
+                    "status": "queued",
+                    "size": None,
+                    "checksum": None,
+                    "os_hash_algo": None,
+                    "os_hash_value": None,
+                    "virtual_size": None,
+                }
         await images.update(
             image_id,
             ImageChanges(
                 core=core,
                 set_properties={
-                    IMPORTING: "", FAILED: ",".join(dict.fromkeys([*failed, *pending])),
+                    IMPORTING: "",
+                    FAILED: ",".join(dict.fromkeys([*failed, *pending])),
                 },
                 remove_properties=(LOCK,),
                 remove_locations=tuple(loc.url for loc in mine),
