@@ -32,20 +32,27 @@ def _postgres_enabled() -> bool:
 
 @pytest.fixture(scope="session")
 def postgres_url(worker_id: str) -> Iterator[str]:
-    """One database per xdist worker on the cluster scripts/postgres runs."""
+    """One database per xdist worker on the cluster scripts/postgres runs.
+
+    The name carries the process id: several test runs on one machine share the
+    cluster, and ``createdb`` of a name another run uses would drop its database.
+    """
     if not _postgres_enabled():
         if os.environ.get("CI"):
             pytest.fail("CI runs must include PostgreSQL: GLIMPSE_TEST_POSTGRES is not 1")
         pytest.skip("PostgreSQL leg disabled (set GLIMPSE_TEST_POSTGRES=1 or use scripts/test)")
-    name = "glimpse_test_" + re.sub(r"[^a-z0-9_]", "_", worker_id.lower())
-    subprocess.run([str(REPO / "scripts/postgres"), "start"], check=True, capture_output=True)
+    worker = re.sub(r"[^a-z0-9_]", "_", worker_id.lower())
+    name = f"glimpse_test_{worker}_{os.getpid()}"
+    script = str(REPO / "scripts/postgres")
+    subprocess.run([script, "start"], check=True, capture_output=True)
     url = subprocess.run(
-        [str(REPO / "scripts/postgres"), "createdb", name],
+        [script, "createdb", name],
         check=True,
         capture_output=True,
         text=True,
     ).stdout.strip()
     yield url
+    subprocess.run([script, "dropdb", name], check=False, capture_output=True)
 
 
 @pytest.fixture(scope="session")

@@ -44,7 +44,13 @@ def create_app(
     }
     app = Starlette(
         routes=ROUTES,
-        middleware=[Middleware(ContextMiddleware, authenticator=api_state.authenticator)],
+        middleware=[
+            Middleware(
+                ContextMiddleware,
+                authenticator=api_state.authenticator,
+                policy=api_state.services.images.policy,
+            )
+        ],
         exception_handlers=handlers,
         lifespan=run,
     )

@@ -15,9 +15,14 @@ class RequestContext:
     request_id: str = ""
     auth_token: str | None = None
     service_roles: tuple[str, ...] = field(default=())
+    # Whether Glance's "context_is_admin" rule holds for the caller, decided once per
+    # request by the API (an operator's policy.yaml may redefine it); None: the role.
+    admin: bool | None = None
 
     @property
     def is_admin(self) -> bool:
+        if self.admin is not None:
+            return self.admin
         return "admin" in self.roles
 
     def credentials(self) -> dict[str, object]:

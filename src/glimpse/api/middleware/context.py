@@ -15,15 +15,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from glimpse.api.errors import error_response
 from glimpse.auth.base import Authenticator
 from glimpse.domain.errors import Unauthenticated
+from glimpse.policy.enforcer import PolicyEnforcer
 
 _PUBLIC_PATHS = {"/", "/versions", "/healthcheck"}
 _VERSIONED = re.compile(r"^/v2\.(\d{1,2})(/|$)")
 
 
 class ContextMiddleware:
-    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
+    def __init__(self, app: ASGIApp, authenticator: Authenticator, policy: PolicyEnforcer) -> None:
         self.app = app
         self.authenticator = authenticator
+        self.policy = policy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,5 +64,5 @@ class ContextMiddleware:
                 await response(scope, receive, send_with_id)
                 return
             scope = dict(scope)
-            scope["glimpse.context"] = ctx
+            scope["glimpse.context"] = self.policy.with_admin(ctx)
         await self.app(scope, receive, send_with_id)
