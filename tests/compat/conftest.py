@@ -27,7 +27,7 @@ from tests.live_server import BACKENDS, LiveServer, database_for, free_port, too
 
 pytestmark = pytest.mark.compat
 
-CLI_TIMEOUT = 60
+CLI_TIMEOUT = 120
 
 
 @pytest.fixture(scope="session")
@@ -97,9 +97,24 @@ class Result:
             raise AssertionError(f"not JSON output:\n{self.describe()}") from None
 
 
+_cli_home: list[Path] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cli_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A HOME of the session's own for the clients: glanceclient caches the image schema
+    in ~/.glanceclient once for every endpoint and never refreshes it, so a schema from
+    another server (or an older Glimpse) would shape the options it accepts."""
+    home = tmp_path_factory.mktemp("home")
+    _cli_home[:] = [home]
+    return home
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """The caller's environment without any OS_* cloud settings, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    if _cli_home:
+        env["HOME"] = str(_cli_home[0])
     env.update(extra)
     return env
 

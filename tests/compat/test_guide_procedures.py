@@ -118,6 +118,10 @@ def test_3_5_hiding_or_unhiding_images(glance: Glance, api: Api, raw_file: Path)
     # $ glance image-list --hidden 'true'
     hidden = table_ids(glance("image-list", "--hidden", "true").stdout)
     assert hidden_id in hidden and visible_id not in hidden
+    assert all(api.get(i)["os_hidden"] for i in hidden), "--hidden true lists only hidden"
+    # "You can hide public images from normal listings presented to users."
+    listed = table_ids(glance("image-list").stdout)
+    assert visible_id in listed and hidden_id not in listed
     # "Users can discover and use hidden images."
     assert api.get(hidden_id)["status"] == "active"
     assert api.http.get(f"/v2/images/{hidden_id}/file").content == raw_file.read_bytes()
@@ -130,3 +134,5 @@ def test_3_6_deleting_images(glance: Glance, api: Api) -> None:
     glance("image-delete", second, third)
     for image_id in (first, second, third):
         assert not api.exists(image_id)
+    again = glance("image-delete", first, ok=False)
+    assert "no image" in again.stderr.lower(), again.describe()
