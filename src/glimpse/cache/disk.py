@@ -153,8 +153,9 @@ class DiskImageCache:
         if self.cacheable(key):
             fd = await self._bookkeeping(self._open_hit, key, os.close)
             if fd is not None:
-                async for chunk in self._stream_file(fd, offset, end):
-                    yield chunk
+                async with _closing(self._stream_file(fd, offset, end)) as cached:
+                    async for chunk in cached:
+                        yield chunk
                 return
         fill = None
         if offset == 0 and end >= key.size and self.cacheable(key):
@@ -164,8 +165,9 @@ class DiskImageCache:
                 async for chunk in chunks:
                     yield chunk
             return
-        async for chunk in self._tee(fill, source.read(location, 0, key.size)):
-            yield chunk
+        async with _closing(self._tee(fill, source.read(location, 0, key.size))) as teed:
+            async for chunk in teed:
+                yield chunk
 
     async def _bookkeeping(
         self, func: Callable[[ImageKey], _T | None], key: ImageKey,

@@ -221,18 +221,18 @@ class CacheService:
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Run the jobs now and every ``job_interval`` seconds, until :meth:`stop`."""
+        """Run the jobs every ``job_interval`` seconds, until :meth:`stop`."""
         if self.cache is not None:
             self._spawn(self._run_jobs())
 
     async def _run_jobs(self) -> None:
         while True:
+            await asyncio.sleep(self.job_interval)
             try:
                 await self.run_jobs_once()
             except Exception:
                 log.exception("image cache jobs failed; trying again in %ss",
                               self.job_interval)
-            await asyncio.sleep(self.job_interval)
 
     def _spawn(self, job: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(job)
