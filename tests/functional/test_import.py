@@ -263,3 +263,13 @@ async def test_tasks_api_is_admin_only(
     assert (await alice.get("/v2/tasks")).status_code == 403
     assert (await admin.get("/v2/tasks")).status_code == 200
     assert (await admin.get("/v2/schemas/task")).json()["name"] == "task"
+
+
+async def test_create_advertises_import_methods_and_stores(multi: Node) -> None:
+    async with client_for(multi) as client:
+        response = await client.post("/v2/images", json={"name": "x"})
+        assert response.status_code == 201
+        assert response.headers["openstack-image-import-methods"] == (
+            "glance-direct,web-download,copy-image"
+        )
+        assert response.headers["openstack-image-store-ids"] == "central,dcn0,dcn1"

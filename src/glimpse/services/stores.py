@@ -55,6 +55,9 @@ class StoreService:
             raise NotFound("Multi backend is not supported at this site.")
         return [self._info(s) for s in self.stores.all()]
 
+    def store_ids(self) -> list[str]:
+        return [s.id for s in self.stores.all() if not s.read_only]
+
     def stores_detail(self, ctx: RequestContext) -> list[StoreInfo]:
         stores = self.list_stores()
         self.images.policy.authorize(ctx, "stores_info_detail", {"project_id": ctx.project_id})

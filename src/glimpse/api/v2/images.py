@@ -105,7 +105,13 @@ async def create_image(request: Request) -> Response:
     _check_property_names(body)
     image = await st.services.images.create_image(context(request), core, body, tags)
     view = image_view(image, st.options)
-    return json_response(view, 201, headers={"Location": f"/v2/images/{image.id}"})
+    headers = {"Location": f"/v2/images/{image.id}"}
+    methods = st.services.imports.import_methods()
+    if methods:
+        headers["OpenStack-image-import-methods"] = ",".join(methods)
+    if st.options.multistore:
+        headers["OpenStack-image-store-ids"] = ",".join(st.services.stores.store_ids())
+    return json_response(view, 201, headers=headers)
 
 
 def _check_property_names(properties: dict[str, Any]) -> None:
