@@ -183,6 +183,19 @@ async def test_unsatisfiable_or_malformed_ranges_are_416(client: httpx.AsyncClie
 # -- failed and aborted uploads ----------------------------------------------------
 
 
+async def test_data_not_in_the_declared_format_is_415(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    # As Glance since 2024.2 (require_image_format_match): refused, image back to queued.
+    image = await create_image(client, disk_format="qcow2")
+    response = await upload(client, image["id"], DATA)
+    assert response.status_code == 415, response.text
+    assert await status_of(client, image["id"]) == "queued"
+    assert store_files(node) == []
+    shown = (await client.get(f"/v2/images/{image['id']}")).json()
+    assert (shown["size"], shown["checksum"], shown["virtual_size"]) == (None, None, None)
+
+
 async def test_declared_size_mismatch_fails_cleanly(client: httpx.AsyncClient, node: Node) -> None:
     image = await create_image(client)
     for declared in (str(len(DATA) + 1), str(len(DATA) - 1)):
