@@ -106,10 +106,13 @@ def build_authenticator(settings: Settings) -> Authenticator:
         if settings.token_file is None:
             raise ValueError("auth_strategy = tokens needs [glimpse] token_file")
         return TokenFileAuth(settings.token_file)
-    raise ValueError(
-        "auth_strategy = keystone is not available yet in this build; "
-        "use noauth or tokens"
-    )
+    if settings.auth_strategy == "keystone":
+        # Imported here: keystonemiddleware takes a second or two to import, which
+        # nodes without Keystone need not pay.
+        from glimpse.auth.keystone import KeystoneAuth
+
+        return KeystoneAuth(settings.config_files)
+    raise ValueError(f"unknown auth_strategy {settings.auth_strategy!r}")
 
 
 def build_stores(settings: Settings) -> tuple[StoreRegistry, list[FileStoreDriver]]:

@@ -278,6 +278,9 @@ class Settings:
     staging_dir: Path | None = None
     imports: ImportSettings = ImportSettings()
     validate_image_properties_against_metadefs: bool = False
+    # The INI files read, in order: adapters with sections of their own (keystonemiddleware
+    # reads [keystone_authtoken]) read them from the same files.
+    config_files: tuple[str, ...] = ()
     image_cache_dir: Path | None = None  # None: no cache
     image_cache_max_size: int = 10 * 1024**3
     image_cache_stall_time: int = 86400
@@ -351,6 +354,7 @@ def settings_from_conf(
         gpt_safety_checks_nonfatal=tuple(conf.image_format.gpt_safety_checks_nonfatal),
         policy_file=conf.oslo_policy.policy_file,
         config_dir=Path(config_files[0]).resolve().parent if config_files else None,
+        config_files=tuple(str(Path(f).resolve()) for f in config_files),
         noauth_project_id=conf.glimpse.noauth_project_id,
         noauth_user_id=conf.glimpse.noauth_user_id,
         allow_insecure_bind=conf.glimpse.allow_insecure_bind,

@@ -35,6 +35,7 @@ STATUS_OF: tuple[tuple[type[e.GlimpseError], int], ...] = (
     (e.Forbidden, 403),
     (e.InvalidInput, 400),
     (e.StoreUnavailable, 503),
+    (e.IdentityUnavailable, 503),
 )
 
 
@@ -67,7 +68,7 @@ async def handle_domain_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, e.RangeNotSatisfiable) and exc.size is not None:
         headers = {"Content-Range": f"bytes */{exc.size}"}
     if isinstance(exc, e.Unauthenticated):
-        headers = {"WWW-Authenticate": 'Keystone uri="local"'}
+        headers = {"WWW-Authenticate": exc.challenge or 'Keystone uri="local"'}
     if isinstance(exc, e.UnsupportedMediaType) and request.method == "PATCH":
         headers = {
             "Accept-Patch": "application/openstack-images-v2.0-json-patch, "

@@ -36,7 +36,11 @@ class FormatMismatch(UnsafeImage):
 
 # 401 / 403
 class Unauthenticated(GlimpseError):
-    """No or invalid credentials."""
+    """No or invalid credentials; ``challenge`` is the WWW-Authenticate value to send."""
+
+    def __init__(self, message: str, challenge: str | None = None) -> None:
+        super().__init__(message)
+        self.challenge = challenge
 
 
 class Forbidden(GlimpseError):
@@ -113,6 +117,10 @@ class RangeNotSatisfiable(GlimpseError):
 # 503
 class StoreUnavailable(GlimpseError):
     """A store cannot take or serve data right now."""
+
+
+class IdentityUnavailable(GlimpseError):
+    """The identity service (Keystone) cannot validate tokens right now."""
 
 
 class StoreFull(LimitExceeded):

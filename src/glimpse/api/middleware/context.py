@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from glimpse.api.errors import error_response
 from glimpse.auth.base import Authenticator
-from glimpse.domain.errors import Unauthenticated
+from glimpse.domain.errors import IdentityUnavailable, Unauthenticated
 from glimpse.policy.enforcer import PolicyEnforcer
 
 _PUBLIC_PATHS = {"/", "/versions", "/healthcheck"}
@@ -59,8 +59,13 @@ class ContextMiddleware:
             try:
                 ctx = await self.authenticator.authenticate(headers, request_id)
             except Unauthenticated as exc:
+                challenge = exc.challenge or 'Keystone uri="local"'
                 response = error_response(Request(scope), 401, exc.message,
-                                          {"WWW-Authenticate": 'Keystone uri="local"'})
+                                          {"WWW-Authenticate": challenge})
+                await response(scope, receive, send_with_id)
+                return
+            except IdentityUnavailable as exc:
+                response = error_response(Request(scope), 503, exc.message)
                 await response(scope, receive, send_with_id)
                 return
             scope = dict(scope)
