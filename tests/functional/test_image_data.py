@@ -68,6 +68,19 @@ async def test_chunked_upload_then_download_returns_the_same_bytes(
     assert [p.read_bytes() for p in files] == [DATA]
 
 
+async def test_hashing_algorithm_is_configurable(
+    make_settings: Callable[..., Settings], make_node: Callable[[Settings], Any]
+) -> None:
+    node: Node = await make_node(make_settings("[DEFAULT]\nhashing_algorithm = sha256\n"))
+    async with client_for(node) as client:
+        image = await create_image(client)
+        assert (await upload(client, image["id"], DATA)).status_code == 204
+        shown = (await client.get(f"/v2/images/{image['id']}")).json()
+    assert shown["os_hash_algo"] == "sha256"
+    assert shown["os_hash_value"] == hashlib.sha256(DATA).hexdigest()
+    assert shown["checksum"] == hashlib.md5(DATA).hexdigest()
+
+
 async def test_empty_upload_makes_an_active_empty_image(client: httpx.AsyncClient) -> None:
     image = await create_image(client)
     assert (await upload(client, image["id"], b"")).status_code == 204

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -98,18 +99,13 @@ async def test_filters(client: httpx.AsyncClient) -> None:
         "?os_distro=ubuntu&hw_firmware_type=uefi": ["gamma"],
         "?os_distro=debian": [],
         "?min_ram=512": ["zeta"],
-        f"?checksum={images_checksum(b'b' * 10)}": ["beta"],
+        f"?checksum={hashlib.md5(b'b' * 10).hexdigest()}": ["beta"],
+        f"?os_hash_value={hashlib.sha512(b'g' * 1000).hexdigest()}": ["gamma"],
         "?name=alpha&status=active": [],
     }
     for query, expected in cases.items():
         assert await names(client, query) == sorted(expected), query
     await unprotect(client, images["beta"]["id"])
-
-
-def images_checksum(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.md5(data).hexdigest()
 
 
 async def test_time_filters(client: httpx.AsyncClient) -> None:
