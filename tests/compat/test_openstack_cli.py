@@ -41,12 +41,13 @@ def test_create_show_list(osc: OpenStack, api: Api, qcow2_file: Path) -> None:
     image = osc.json(
         "image", "create", "--disk-format", "qcow2", "--container-format", "bare",
         "--file", str(qcow2_file), "--property", "k=v", "--tag", tag, "--min-ram", "512",
-        name,
+        "--public", name,
     )
     assert image["name"] == name and image["status"] == "active", image
     assert image["checksum"] == hashlib.md5(data).hexdigest()
     assert image["size"] == len(data)
     assert image["tags"] == [tag] and image["min_ram"] == 512
+    assert image["visibility"] == "public"
     properties = image["properties"]
     assert isinstance(properties, dict) and properties["k"] == "v", image
     assert properties["os_hash_value"] == hashlib.sha512(data).hexdigest()
