@@ -224,6 +224,16 @@ class Api:
         return response.status_code == 200
 
 
+def corrupt_stored_data(server: LiveServer, image_id: str) -> None:
+    """Flip the first bytes of an image's stored file (same size), as a bad disk would."""
+    stored = [p for p in server.data_dir.rglob(image_id) if p.is_file()]
+    assert len(stored) == 1, f"expected one data file for {image_id}: {stored}"
+    with stored[0].open("r+b") as f:
+        head = f.read(16)
+        f.seek(0)
+        f.write(bytes(b ^ 0xFF for b in head))
+
+
 def parse_table(text: str) -> dict[str, str]:
     """The Property/Value table glanceclient prints, as a dict (wrapped values joined)."""
     rows: dict[str, str] = {}

@@ -16,7 +16,15 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tests.compat.conftest import CLI_TIMEOUT, Api, Glance, parse_table, table_ids, unique
+from tests.compat.conftest import (
+    CLI_TIMEOUT,
+    Api,
+    Glance,
+    corrupt_stored_data,
+    parse_table,
+    table_ids,
+    unique,
+)
 from tests.live_server import LiveServer, tool
 
 pytestmark = pytest.mark.compat
@@ -134,6 +142,11 @@ def test_download_bytes_and_checksums(glance: Glance, raw_file: Path, tmp_path: 
         )
     assert proc.returncode == 0, proc.stderr.decode()
     assert (tmp_path / "stdout.raw").read_bytes() == data
+
+    # glanceclient verifies what it reads against os_hash_value: bad bytes are caught.
+    corrupt_stored_data(glance.server, image["id"])
+    bad = glance("image-download", image["id"], "--file", str(tmp_path / "bad.raw"), ok=False)
+    assert "mismatch" in bad.stderr.lower() or "corrupt" in bad.stderr.lower(), bad.describe()
 
     # An image without data: glanceclient says so instead of writing an empty file.
     empty_id = api.create()["id"]

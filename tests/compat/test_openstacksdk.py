@@ -14,7 +14,7 @@ from pathlib import Path
 import openstack
 import pytest
 from openstack.connection import Connection
-from tests.compat.conftest import Api, unique
+from tests.compat.conftest import Api, corrupt_stored_data, unique
 from tests.live_server import LiveServer
 
 pytestmark = pytest.mark.compat
@@ -103,6 +103,15 @@ def test_upload_tags_and_deactivate(conn: Connection) -> None:
     conn.image.reactivate_image(image)
     assert conn.image.get_image(image.id).status == "active"
     conn.image.delete_image(image)
+
+
+def test_download_detects_corruption(conn: Connection, noauth_server: LiveServer) -> None:
+    image = conn.image.create_image(name=unique("sdk-bad"), disk_format="raw",
+                                    container_format="bare", data=b"good bytes" * 100,
+                                    allow_duplicates=True)
+    corrupt_stored_data(noauth_server, image.id)
+    with pytest.raises(openstack.exceptions.InvalidResponse, match="checksum"):
+        conn.image.download_image(image)
 
 
 def test_cloud_layer(conn: Connection, qcow2_file: Path, tmp_path: Path) -> None:
