@@ -32,6 +32,15 @@ async def status_of(client: httpx.AsyncClient, image_id: str) -> str:
     return str(response.json()["status"])
 
 
+async def until_saving(client: httpx.AsyncClient, image_id: str) -> None:
+    """Wait (up to 5 s, for loaded machines) until an upload has claimed the image."""
+    for _ in range(500):
+        if await status_of(client, image_id) == "saving":
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the upload never started saving")
+
+
 async def chunks_of(data: bytes, size: int = 65536) -> AsyncIterator[bytes]:
     for i in range(0, len(data), size):
         yield data[i : i + size]
@@ -291,10 +300,7 @@ async def test_cancelled_upload_leaves_queued_image_and_no_data(
 
     task = asyncio.create_task(put_stream(client, image["id"], stalls()))
     await started.wait()
-    for _ in range(50):
-        if await status_of(client, image["id"]) == "saving":
-            break
-        await asyncio.sleep(0.01)
+    await until_saving(client, image["id"])
     assert await status_of(client, image["id"]) == "saving"
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -317,7 +323,7 @@ async def test_restart_after_a_crash_mid_upload_resets_the_image(
 
     task = asyncio.create_task(put_stream(client, image["id"], stalls()))
     await started.wait()
-    for _ in range(50):
+    for _ in range(500):  # the partial file appears once the first chunk is written
         if any(p.name.startswith(".tmp-") for p in store_files(node)):
             break
         await asyncio.sleep(0.01)
@@ -376,10 +382,7 @@ async def test_upload_while_another_is_saving_is_409(
 
     task = asyncio.create_task(put_stream(client, image["id"], slow()))
     await sent_first.wait()
-    for _ in range(50):
-        if await status_of(client, image["id"]) == "saving":
-            break
-        await asyncio.sleep(0.01)
+    await until_saving(client, image["id"])
     loser = await upload(client, image["id"], b"intruder")
     assert loser.status_code == 409, loser.text
     release.set()
@@ -401,10 +404,7 @@ async def test_delete_during_upload_leaves_no_data(client: httpx.AsyncClient, no
 
     task = asyncio.create_task(put_stream(client, image["id"], slow()))
     await sent_first.wait()
-    for _ in range(50):
-        if await status_of(client, image["id"]) == "saving":
-            break
-        await asyncio.sleep(0.01)
+    await until_saving(client, image["id"])
     assert (await client.delete(f"/v2/images/{image['id']}")).status_code == 204
     release.set()
     response = await task
