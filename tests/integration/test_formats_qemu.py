@@ -152,10 +152,9 @@ def test_empty_images_of_many_sizes_match_qemu(
     driver: str, fmt: str, options: list[str], size: str, tmp_path: Path
 ) -> None:
     image = tmp_path / "image"
-    try:
-        qemu("create", "-q", "-f", driver, *options, str(image), size)
-    except subprocess.CalledProcessError:
-        pytest.skip(f"qemu-img cannot create a {size} {driver}")
+    if driver == "vpc" and size == "2T":
+        size = "2040G"  # the largest VHD qemu writes
+    qemu("create", "-q", "-f", driver, *options, str(image), size)
     expected = qemu_info(image, driver)["virtual-size"]
     result = inspect(image, declared=fmt)
     assert result.format == fmt
