@@ -385,3 +385,48 @@ def test_openstack_and_glance_clients_with_password_auth(
     out = _run([tool("glance"), "image-list"], other).stdout
     assert created["id"] not in out
     assert callers["b-member"].http.get(f"/v2/images/{created['id']}").status_code == 404
+
+
+# -- what the adapter makes of real tokens ------------------------------------------
+
+
+def _password_token(keystone: dict[str, Any], user: dict[str, Any], scope: dict[str, Any]) -> str:
+    body = {"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": user["username"], "domain": {"id": "default"},
+            "password": user["password"]}}},
+        "scope": scope,
+    }}
+    response = httpx.post(f"{keystone['auth_url']}/auth/tokens", json=body, timeout=60)
+    assert response.status_code == 201, response.text
+    return response.headers["x-subject-token"]
+
+
+async def test_context_from_real_tokens(
+    glimpse: LiveServer, keystone: dict[str, Any]
+) -> None:
+    # The adapter in-process, configured by the very file the live server reads.
+    from glimpse.auth.keystone import KeystoneAuth
+
+    auth = KeystoneAuth([str(glimpse.config_file)])
+    member = keystone["users"]["glimpse-a-member"]
+    token = issue_token(keystone, "glimpse-a-member")
+    ctx = await auth.authenticate({"x-auth-token": token}, "req-1")
+    assert (ctx.user_id, ctx.project_id) == (member["user_id"], member["project_id"])
+    assert set(ctx.roles) == {"member", "reader"}  # reader is implied by member
+    assert ctx.system_scope is None and ctx.service_roles == () and not ctx.is_admin
+    assert ctx.auth_token == token
+
+    # A service token (the image service user's, role service) rides along.
+    service = keystone["service"]
+    service_token = _password_token(keystone, service,
+                                    {"project": {"id": service["project_id"]}})
+    ctx = await auth.authenticate(
+        {"x-auth-token": token, "x-service-token": service_token}, "req-2")
+    assert ctx.project_id == member["project_id"] and "service" in ctx.service_roles
+
+    # A system-scoped admin token: no project, system scope "all".
+    system = _password_token(keystone, keystone["admin"], {"system": {"all": True}})
+    ctx = await auth.authenticate({"x-auth-token": system}, "req-3")
+    assert ctx.system_scope == "all" and ctx.project_id is None
+    assert ctx.user_id == keystone["admin"]["user_id"] and "admin" in ctx.roles

@@ -8,7 +8,7 @@ auth_url, auth_type = password with the service user's credentials, memcached_se
 
 Each request's token headers go through ``AuthProtocol`` wrapped around a tiny WSGI app
 that keeps the environ auth_token produced (X-Identity-Status, X-User-Id, X-Project-Id,
-X-Roles, X-Domain-Id, X-System-Scope, X-Service-Roles ...). That call may wait on
+X-Roles, X-Domain-Id, OpenStack-System-Scope, X-Service-Roles ...). That call may wait on
 Keystone, so it runs in a worker thread of its own pool, never on the event loop, and
 never taking the threads that hash image data.
 
@@ -147,7 +147,7 @@ def context_from_environ(environ: Mapping[str, Any], request_id: str) -> Request
         project_id=value("X_PROJECT_ID"),
         roles=names("X_ROLES"),
         domain_id=value("X_DOMAIN_ID"),
-        system_scope=value("X_SYSTEM_SCOPE"),
+        system_scope=value("OPENSTACK_SYSTEM_SCOPE"),
         request_id=request_id,
         auth_token=value("X_AUTH_TOKEN") or value("X_STORAGE_TOKEN"),
         service_roles=names("X_SERVICE_ROLES"),
