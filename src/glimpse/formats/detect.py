@@ -17,7 +17,7 @@ format and then does not hold to it (truncated or damaged header).
 
 import logging
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Protocol, cast, runtime_checkable
 
 from oslo_utils.imageutils import format_inspector as fi
 
@@ -31,6 +31,20 @@ from glimpse.formats.vhdx import VhdxInspector
 from glimpse.formats.vmdk import VmdkInspector
 
 LOG = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class StrictChecks(Protocol):
+    """Glimpse's checks on top of oslo's, implemented by our inspector classes.
+
+    Both raise ``UnsafeImage``. ``check_header`` needs only the captured
+    headers and may run mid-stream; ``check_file`` runs at end of stream.
+    """
+
+    def check_header(self) -> None: ...
+
+    def check_file(self, total_size: int) -> None: ...
+
 
 # Every format recognised in data, by its Glance disk_format name. Raw is what
 # is left when none matches.

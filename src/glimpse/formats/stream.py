@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from oslo_utils.imageutils import format_inspector as fi
 
 from glimpse.domain.errors import FormatMismatch, UnsafeImage
-from glimpse.formats.detect import INSPECTORS, Detector, signature_present
+from glimpse.formats.detect import INSPECTORS, Detector, StrictChecks, signature_present
 from glimpse.formats.limits import SECTOR, KiB, bad_header, check_fits_int64
 from glimpse.formats.qcow2 import Qcow2Inspector
 from glimpse.formats.vhd import VhdInspector
@@ -156,6 +156,8 @@ class StreamInspector:
             self._check_declared_signature()
 
     def finish(self, total_size: int) -> InspectionResult:
+        """Decide, after the last chunk. ``total_size`` must be the number of
+        bytes fed (ValueError otherwise: a caller bug, not bad data)."""
         self._flush()
         if total_size != self._detector.size:
             raise ValueError(
@@ -173,9 +175,8 @@ class StreamInspector:
         if inspector is not None:
             if fmt not in self._checked:
                 self._header_checks(fmt, inspector)
-            check_file = getattr(inspector, "check_file", None)
-            if check_file is not None:
-                check_file(total_size)
+            if isinstance(inspector, StrictChecks):
+                inspector.check_file(total_size)
             self._oslo_safety(fmt, inspector)
         self._check_match(fmt)
         size = self._virtual_size(fmt, inspector, total_size)
@@ -202,9 +203,8 @@ class StreamInspector:
     def _header_checks(self, fmt: str, inspector: fi.FileInspector) -> None:
         """Checks that need only the headers, then the policy on what they say."""
         self._checked.add(fmt)
-        check_header = getattr(inspector, "check_header", None)
-        if check_header is not None:
-            check_header()
+        if isinstance(inspector, StrictChecks):
+            inspector.check_header()
         policy = self._policy
         if not policy.allow_encrypted:
             if fmt == "luks" or (isinstance(inspector, Qcow2Inspector) and inspector.encrypted):
