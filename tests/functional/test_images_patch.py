@@ -45,7 +45,6 @@ async def test_core_fields_are_replaced_and_added(client: httpx.AsyncClient) -> 
     assert sorted(shown["tags"]) == ["x", "y"]
     assert shown["updated_at"] >= image["updated_at"]
     assert shown["created_at"] == image["created_at"]
-    await patch(client, image["id"], [{"op": "replace", "path": "/protected", "value": False}])
 
 
 async def test_name_can_be_set_to_null(client: httpx.AsyncClient) -> None:
