@@ -63,6 +63,14 @@ def noauth_server(
     yield from _serve(tmp_path_factory, server_backend, f"glimpse_compat_{worker}_noauth")
 
 
+@pytest.fixture
+def api(noauth_server: LiveServer) -> Iterator[Api]:
+    """HTTP access to the noauth server, for set-up and checks around a command."""
+    client = Api(noauth_server)
+    yield client
+    client.close()
+
+
 @pytest.fixture(scope="session")
 def tokens_server(
     tmp_path_factory: pytest.TempPathFactory, server_backend: str, worker: str
@@ -217,6 +225,9 @@ class Api:
         assert response.status_code == 200, response.text
         image: dict[str, Any] = response.json()
         return image
+
+    def close(self) -> None:
+        self.http.close()
 
     def exists(self, image_id: str) -> bool:
         response = self.http.get(f"/v2/images/{image_id}")

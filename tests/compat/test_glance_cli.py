@@ -35,11 +35,6 @@ def glance(noauth_server: LiveServer) -> Glance:
     return Glance(noauth_server)
 
 
-@pytest.fixture
-def api(noauth_server: LiveServer) -> Api:
-    return Api(noauth_server)
-
-
 def create(glance: Glance, *args: str) -> dict[str, str]:
     image = parse_table(glance("image-create", *args).stdout)
     assert image.get("id"), image

@@ -21,11 +21,6 @@ def glance(noauth_server: LiveServer) -> Glance:
     return Glance(noauth_server)
 
 
-@pytest.fixture
-def api(noauth_server: LiveServer) -> Api:
-    return Api(noauth_server)
-
-
 def test_2_3_creating_an_image_for_uefi_secure_boot(noauth_server: LiveServer, api: Api,
                                                       uefi_file: Path) -> None:
     openstack = OpenStack(noauth_server)

@@ -25,11 +25,6 @@ def osc(noauth_server: LiveServer) -> OpenStack:
     return OpenStack(noauth_server)
 
 
-@pytest.fixture
-def api(noauth_server: LiveServer) -> Api:
-    return Api(noauth_server)
-
-
 def ids(rows: object) -> list[str]:
     assert isinstance(rows, list), rows
     return [row["ID"] for row in rows]
