@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +25,8 @@ DEFAULT_HOST = "http://127.0.0.1:9292"
 DEFAULT_PORT = 9292
 CLEAR_TARGET_HEADER = "x-image-cache-clear-target"
 
-console = Console()
+# Piped output is not cut at 80 columns: image ids stay whole for scripts.
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def node_url(host: str) -> str:
@@ -42,6 +45,7 @@ class NodeApi:
     """The ``/v2/cache`` API of one node."""
 
     def __init__(self, host: str, token: str | None, timeout: float) -> None:
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # no line per request
         self.url = node_url(host)
         headers = {"accept": "application/json"}
         if token:
@@ -96,11 +100,11 @@ def list_cached(host: str, token: str | None, timeout: float) -> None:
         console.print(f"No cached images on {api.url}.")
         return
     table = Table(title=f"Cached images on {api.url}")
-    table.add_column("ID")
-    table.add_column("Size", justify="right")
+    table.add_column("ID", no_wrap=True, min_width=36)
+    table.add_column("Size", justify="right", no_wrap=True)
     table.add_column("Last accessed (UTC)")
     table.add_column("Last modified (UTC)")
-    table.add_column("Hits", justify="right")
+    table.add_column("Hits", justify="right", no_wrap=True)
     for entry in cached:
         table.add_row(
             entry["image_id"], f"{entry['size']:,}", _time(entry["last_accessed"]),
@@ -126,7 +130,7 @@ def list_queued(host: str, token: str | None, timeout: float) -> None:
         console.print(f"No queued images on {api.url}.")
         return
     table = Table(title=f"Images queued for caching on {api.url}")
-    table.add_column("ID")
+    table.add_column("ID", no_wrap=True, min_width=36)
     for image_id in queued:
         table.add_row(image_id)
     console.print(table)
@@ -250,7 +254,7 @@ def prefetch(config_files: tuple[str, ...], data_dir: str | None) -> None:
 
     result = _run_locally(config_files, data_dir, job)
     table = Table(title="Prefetch")
-    table.add_column("ID")
+    table.add_column("ID", no_wrap=True, min_width=36)
     table.add_column("Result")
     for label, ids in (("cached", result.cached), ("failed, still queued", result.failed),
                        ("taken off the queue", result.dropped)):
