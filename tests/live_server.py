@@ -12,9 +12,11 @@ GLIMPSE_TEST_POSTGRES=1; under CI it must not be skipped (the rule of tests/conf
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -57,8 +59,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Test runs may overlap (two people, or a run and CI, on one cluster): each process
+# suffixes its database names so that one run never drops another's database, and
+# drops its own when it exits.
+_RUN = secrets.token_hex(3)
+_created: set[str] = set()
+
+
+def _drop_created() -> None:
+    for name in sorted(_created):
+        subprocess.run([str(REPO / "scripts/postgres"), "dropdb", name],
+                       capture_output=True, timeout=60, check=False)
+
+
 def postgres_database(name: str) -> str:
-    """An empty database ``name`` on the cluster of scripts/postgres; its URL.
+    """An empty database ``name`` (made unique to this process) on the cluster of
+    scripts/postgres; its URL. Dropped when the process exits.
 
     Skips unless GLIMPSE_TEST_POSTGRES=1; fails instead under CI.
     """
@@ -68,10 +84,13 @@ def postgres_database(name: str) -> str:
         pytest.skip("PostgreSQL leg disabled (set GLIMPSE_TEST_POSTGRES=1 or use scripts/test)")
     script = str(REPO / "scripts/postgres")
     subprocess.run([script, "start"], check=True, capture_output=True, timeout=300)
-    name = re.sub(r"[^a-z0-9_]", "_", name.lower())
+    name = re.sub(r"[^a-z0-9_]", "_", f"{name}_{_RUN}".lower())[:63]
     url = subprocess.run(
         [script, "createdb", name], check=True, capture_output=True, text=True, timeout=60
     ).stdout.strip()
+    if not _created:
+        atexit.register(_drop_created)
+    _created.add(name)
     # Written as operators write it in glance-api.conf; Glimpse picks the async driver.
     return re.sub(r"^postgresql\+asyncpg:", "postgresql:", url)
 
