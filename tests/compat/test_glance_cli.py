@@ -20,8 +20,10 @@ from tests.compat.conftest import (
     CLI_TIMEOUT,
     Api,
     Glance,
+    clean_env,
     corrupt_stored_data,
     parse_table,
+    run,
     table_ids,
     unique,
 )
@@ -62,7 +64,10 @@ def test_image_create_with_file_and_property(glance: Glance, qcow2_file: Path) -
     shown = glance.show(image["id"])
     for key in ("status", "checksum", "os_hash_value", "size", "k", "name", "created_at"):
         assert shown[key] == image[key], (key, shown)
-    assert image["id"] in table_ids(glance("image-list").stdout)
+    # The same, typed with options instead of OS_IMAGE_URL / OS_AUTH_TOKEN.
+    flags = run([tool("glance"), "--os-image-url", glance.server.url, "--os-auth-token", "x",
+                 "image-list"], clean_env())
+    assert image["id"] in table_ids(flags.stdout)
 
 
 def test_update_properties_and_schema_options(glance: Glance, api: Api) -> None:

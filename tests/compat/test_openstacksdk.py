@@ -114,8 +114,10 @@ def test_download_detects_corruption(conn: Connection, noauth_server: LiveServer
         conn.image.download_image(image)
 
 
-def test_cloud_layer(conn: Connection, qcow2_file: Path, tmp_path: Path) -> None:
-    """The cloud-layer calls Ansible's openstack.cloud modules use."""
+def test_cloud_layer(noauth_server: LiveServer, qcow2_file: Path, tmp_path: Path) -> None:
+    """The cloud-layer calls Ansible's openstack.cloud modules use, on a connection
+    configured the other way: a per-service endpoint override."""
+    conn = openstack.connect(auth_type="none", image_endpoint_override=noauth_server.url)
     name = unique("cloud")
     image = conn.create_image(name, filename=str(qcow2_file), disk_format="qcow2",
                               container_format="bare", wait=True, meta={"os_distro": "cirros"})
@@ -125,6 +127,7 @@ def test_cloud_layer(conn: Connection, qcow2_file: Path, tmp_path: Path) -> None
     assert (tmp_path / "disk.qcow2").read_bytes() == qcow2_file.read_bytes()
     assert conn.delete_image(name, wait=True)
     assert conn.get_image(name) is None
+    conn.close()
 
 
 def test_members(tokens_server: LiveServer) -> None:
