@@ -41,7 +41,7 @@ class Database:
             event.listen(self.sync_engine, "begin", _sqlite_begin)
         else:
             self.engine = create_async_engine(
-                url, pool_size=20, max_overflow=20, pool_pre_ping=True
+                url, pool_size=5, max_overflow=15, pool_pre_ping=True
             )
         # SQLite has one writer at a time; queueing writers here instead of in SQLite's
         # busy loop keeps concurrent PATCHes from failing with "database is locked".
