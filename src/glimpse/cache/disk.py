@@ -28,11 +28,12 @@ import hashlib
 import logging
 import os
 import secrets
+import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from glimpse.cache.base import ByteReader, CachedImage, CleanResult, ImageKey, PruneResult
 from glimpse.cache.index import COMPLETE, INCOMPLETE, CacheIndex, Entry, Transaction
@@ -57,7 +58,11 @@ class CacheReadError(OSError):
 
 
 class _Fill:
-    """One fill in progress: the temporary file, its digest and the bytes written."""
+    """One fill in progress: the temporary file, its digest and the bytes written.
+
+    ``lock`` serialises the threads touching it, so the descriptor is never closed
+    (and its number reused) while a write is using it, and a fill ends only once.
+    """
 
     def __init__(self, key: ImageKey, path: Path, fd: int) -> None:
         self.key = key
@@ -67,19 +72,25 @@ class _Fill:
         self.md5 = hashlib.md5(usedforsecurity=False)
         self.size = 0
         self.finished = False
+        self.lock = threading.RLock()
 
     def write(self, chunk: bytes) -> None:
-        assert self.fd is not None
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(self.fd, view):]
+        with self.lock:
+            if self.fd is None:
+                raise OSError(errno.EBADF, "the fill was ended")
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(self.fd, view):]
+            self.size += len(chunk)
+
+    def digest(self, chunk: bytes) -> None:
         self.md5.update(chunk)
-        self.size += len(chunk)
 
     def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        with self.lock:
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
 
 
 class DiskImageCache:
@@ -102,6 +113,7 @@ class DiskImageCache:
         self.chunk_size = chunk_size
         self.index = CacheIndex(self.directory / INDEX_FILE)
         self._fills: set[str] = set()  # names of the fills this process runs
+        self._tasks: set[asyncio.Task[None]] = set()  # fills finishing or being removed
         self._prepared = False
 
     # -- set-up -------------------------------------------------------------------
@@ -135,6 +147,7 @@ class DiskImageCache:
             draft.unlink(missing_ok=True)
 
     async def close(self) -> None:
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.to_thread(self.index.close)
 
     # -- reading ------------------------------------------------------------------
@@ -245,9 +258,11 @@ class DiskImageCache:
                     )
                 yield data
         finally:
-            if pending is not None:
-                await asyncio.gather(pending, return_exceptions=True)
-            os.close(fd)
+            # No await here: a cancelled request may not get to run one.
+            if pending is not None and not pending.done():
+                pending.add_done_callback(lambda _done: os.close(fd))
+            else:
+                os.close(fd)
 
     # -- filling ------------------------------------------------------------------
 
@@ -295,47 +310,81 @@ class DiskImageCache:
         return written < now - self.stall_time
 
     async def _tee(self, fill: _Fill, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """Yield the source's chunks while writing them to the fill, one write behind."""
+        """Yield the source's chunks while writing them to the fill, one write behind.
+
+        With the image's last chunk, finishing the fill (last write, md5 check, fsync,
+        commit) is handed to a task of the cache before the chunk is yielded: a
+        client that closes the connection as soon as it has every byte (the server
+        then cancels the response) does not lose the copy. Any other end — the store
+        failing, the client leaving early, cancellation — removes the fill in a task
+        of the cache too, so cleaning up survives the request being cancelled.
+        """
         caching = True
-        pending: asyncio.Future[None] | None = None
-        committing: asyncio.Future[bool] | None = None
+        teed = 0
+        pending: asyncio.Future[Any] | None = None
+        completion: asyncio.Task[None] | None = None
         try:
             async with _closing(chunks) as source:
                 async for chunk in source:
-                    if caching and pending is not None:
-                        caching = await self._settle(fill, pending)
-                        pending = None
-                    if caching:
-                        pending = asyncio.ensure_future(asyncio.to_thread(fill.write, chunk))
+                    if caching and completion is None:
+                        teed += len(chunk)
+                        if teed >= fill.key.size:
+                            completion = self._spawn(self._complete(fill, pending, chunk))
+                            pending = None
+                        else:
+                            if pending is not None:
+                                caching = await self._settle(fill, pending)
+                                pending = None
+                            if caching:
+                                pending = self._write(fill, chunk)
                     yield chunk
-            if caching and pending is not None:
-                caching = await self._settle(fill, pending)
-                pending = None
-            if caching:
-                committing = asyncio.ensure_future(asyncio.to_thread(self._commit, fill))
-                await asyncio.shield(committing)
-        except Exception:
-            if committing is None:
-                raise  # the source failed: the reader must know
-            # The client has every byte; a failure to keep them is the cache's problem.
-            log.exception("could not commit the cached copy of image %s", fill.key.image_id)
+            if completion is not None:
+                await asyncio.shield(completion)
         finally:
-            if pending is not None:
-                await asyncio.gather(pending, return_exceptions=True)
-            if committing is not None:
-                await asyncio.gather(committing, return_exceptions=True)
-            if not fill.finished:
-                await asyncio.shield(asyncio.to_thread(self._discard, fill))
+            if completion is None and not fill.finished:
+                await asyncio.shield(self._spawn(self._abandon(fill, pending)))
 
-    async def _settle(self, fill: _Fill, pending: asyncio.Future[None]) -> bool:
+    @staticmethod
+    def _write(fill: _Fill, chunk: bytes) -> asyncio.Future[Any]:
+        """Write and hash a chunk on two worker threads at once (both release the GIL)."""
+        return asyncio.gather(
+            asyncio.to_thread(fill.write, chunk), asyncio.to_thread(fill.digest, chunk)
+        )
+
+    async def _settle(self, fill: _Fill, pending: asyncio.Future[Any]) -> bool:
         """Wait for a cache write; on a disk error stop caching (the client goes on)."""
         try:
             await pending
             return True
         except OSError as exc:
             log.warning("stopped caching image %s: %s", fill.key.image_id, exc)
-            await asyncio.to_thread(self._discard, fill)
+            await asyncio.shield(self._spawn(self._abandon(fill, None)))
             return False
+
+    async def _complete(
+        self, fill: _Fill, pending: asyncio.Future[Any] | None, last: bytes
+    ) -> None:
+        try:
+            if pending is not None:
+                await pending
+            await self._write(fill, last)
+            await asyncio.to_thread(self._commit, fill)
+        except Exception as exc:
+            log.warning("could not keep the cached copy of image %s: %s",
+                        fill.key.image_id, exc)
+            await self._abandon(fill, None)
+
+    async def _abandon(self, fill: _Fill, pending: asyncio.Future[Any] | None) -> None:
+        if pending is not None:
+            await asyncio.gather(pending, return_exceptions=True)
+        await asyncio.to_thread(self._discard, fill)
+
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run cache work that must finish even if the request that started it ends."""
+        task = asyncio.create_task(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def fill(self, key: ImageKey, source: ByteReader, location: str) -> bool:
         if not self.cacheable(key):
@@ -345,8 +394,9 @@ class DiskImageCache:
         started = await asyncio.to_thread(self._start_fill, key)
         if started is None:
             return await asyncio.to_thread(self._is_cached, key)
-        async for _chunk in self._tee(started, source.read(location, 0, key.size)):
-            pass
+        async with _closing(self._tee(started, source.read(location, 0, key.size))) as teed:
+            async for _chunk in teed:
+                pass
         return await asyncio.to_thread(self._is_cached, key)
 
     def _is_cached(self, key: ImageKey) -> bool:
@@ -357,6 +407,12 @@ class DiskImageCache:
 
     def _commit(self, fill: _Fill) -> bool:
         """Verify the fill; make it the image's cached copy if it still owns the entry."""
+        with fill.lock:
+            if fill.finished:
+                return False
+            return self._commit_locked(fill)
+
+    def _commit_locked(self, fill: _Fill) -> bool:
         key = fill.key
         if fill.size != key.size or fill.md5.hexdigest() != key.checksum:
             log.warning(
@@ -392,16 +448,19 @@ class DiskImageCache:
         return True
 
     def _discard(self, fill: _Fill) -> None:
-        if fill.finished:
-            return
-        with suppress(OSError):
-            fill.close()
-        with self.index.write() as tx:
-            entry = tx.entry(fill.key.image_id)
-            if entry is not None and entry.fill_name == fill.name:
-                tx.delete(fill.key.image_id)
-            fill.path.unlink(missing_ok=True)
-        self._finish(fill, False)
+        with fill.lock:
+            if fill.finished:
+                return
+            with suppress(OSError):
+                fill.close()
+            try:
+                with self.index.write() as tx:
+                    entry = tx.entry(fill.key.image_id)
+                    if entry is not None and entry.fill_name == fill.name:
+                        tx.delete(fill.key.image_id)
+                    fill.path.unlink(missing_ok=True)
+            finally:
+                self._finish(fill, False)
 
     def _finish(self, fill: _Fill, result: bool) -> bool:
         fill.finished = True
