@@ -326,6 +326,48 @@ async def test_a_client_that_goes_away_leaves_no_partial_entry(node: Node) -> No
     assert cache_files(node) == [image_id]
 
 
+async def test_a_client_that_hangs_up_after_the_last_byte_keeps_the_copy(node: Node) -> None:
+    async with client_for(node) as client:
+        image_id = await new_image(client)
+    data = await node.services.image_data.download(ADMIN, image_id)
+    assert data is not None
+    stream = data.store.read(data.location, data.offset, data.length)
+    received = bytearray()
+    while len(received) < len(DATA):
+        received += await anext(stream)  # type: ignore[call-overload]
+    # Every byte is out; the server never resumes the stream (it was cancelled).
+    await stream.aclose()  # type: ignore[attr-defined]
+    for _ in range(200):
+        if cache_files(node) == [image_id]:
+            break
+        await asyncio.sleep(0.01)
+    assert bytes(received) == DATA
+    assert cache_files(node) == [image_id] and incomplete_files(node) == []
+
+
+async def test_a_cancelled_download_leaves_no_partial_entry(node: Node) -> None:
+    async with client_for(node) as client:
+        image_id = await new_image(client)
+    data = await node.services.image_data.download(ADMIN, image_id)
+    assert data is not None
+    started = asyncio.Event()
+
+    async def slow_client() -> None:
+        async for _chunk in data.store.read(data.location, data.offset, data.length):
+            started.set()
+            await asyncio.sleep(10)
+
+    task = asyncio.create_task(slow_client())
+    await asyncio.wait_for(started.wait(), 10)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    for _ in range(200):
+        if incomplete_files(node) == []:
+            break
+        await asyncio.sleep(0.01)
+    assert incomplete_files(node) == [] and cache_files(node) == []
+
+
 async def test_a_store_failing_mid_fill_leaves_nothing_and_the_next_download_caches(
     client: httpx.AsyncClient, node: Node
 ) -> None:
