@@ -193,3 +193,20 @@ async def test_bad_image_ids_in_paths_are_404(client: httpx.AsyncClient) -> None
                                ("GET", "/members"), ("PUT", "/tags/t")):
             response = await client.request(method, f"/v2/images/{image_id}{suffix}")
             assert response.status_code == 404, (image_id, method, suffix, response.text)
+
+
+async def test_a_callers_request_id_is_kept_and_a_huge_one_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    mine = "req-0a1b2c3d-0000-4000-8000-000000000001"
+    response = await client.get("/v2/images", headers={"x-openstack-request-id": mine})
+    assert response.headers["x-openstack-request-id"] == mine
+    response = await client.get("/v2/images", headers={"x-openstack-request-id": "r" * 65})
+    assert response.status_code == 431
+    assert response.headers["x-openstack-request-id"].startswith("req-")
+
+
+async def test_an_overlong_header_line_is_400(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v2/images", headers={"x-big": "a" * 20000})
+    assert response.status_code == 400
+    assert "Header line too long" in response.text

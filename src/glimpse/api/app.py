@@ -49,6 +49,7 @@ def create_app(
                 ContextMiddleware,
                 authenticator=api_state.authenticator,
                 policy=api_state.services.images.policy,
+                max_request_id_length=api_state.options.max_request_id_length,
             )
         ],
         exception_handlers=handlers,

@@ -19,19 +19,37 @@ from glimpse.policy.enforcer import PolicyEnforcer
 
 _PUBLIC_PATHS = {"/", "/versions", "/healthcheck"}
 _VERSIONED = re.compile(r"^/v2\.(\d{1,2})(/|$)")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]+$")
+# Glance's (eventlet's) max_header_line: longer lines are refused, not buffered on.
+MAX_HEADER_LINE = 16384
 
 
 class ContextMiddleware:
-    def __init__(self, app: ASGIApp, authenticator: Authenticator, policy: PolicyEnforcer) -> None:
+    def __init__(
+        self, app: ASGIApp, authenticator: Authenticator, policy: PolicyEnforcer,
+        max_request_id_length: int = 64,
+    ) -> None:
         self.app = app
         self.authenticator = authenticator
         self.policy = policy
+        self.max_request_id_length = max_request_id_length
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request_id = f"req-{uuid.uuid4()}"
+        too_long = ""
+        for name, value in scope["headers"]:
+            if len(name) + len(value) + 2 > MAX_HEADER_LINE:
+                too_long = "Header line too long: " + name.decode("latin-1")[:64]
+            elif name == b"x-openstack-request-id":
+                # A caller's request id is kept, as Glance does, so logs can be joined.
+                incoming = value.decode("latin-1")
+                if len(incoming) > self.max_request_id_length:
+                    too_long = "x-openstack-request-id is too long"
+                elif _REQUEST_ID.match(incoming):
+                    request_id = incoming
         path: str = scope["path"]
         match = _VERSIONED.match(path)
         if match:
@@ -46,6 +64,11 @@ class ContextMiddleware:
                 message = dict(message, headers=headers)
             await send(message)
 
+        if too_long:
+            status = 431 if "request-id" in too_long else 400
+            response = error_response(Request(scope), status, too_long)
+            await response(scope, receive, send_with_id)
+            return
         if "\x00" in path or b"%00" in scope.get("query_string", b""):
             # No database stores NUL in text (PostgreSQL refuses it): refuse it up front.
             response = error_response(
