@@ -15,8 +15,11 @@ them. Without Keystone installable the module skips, unless CI is set: then it f
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
+import socket
 import subprocess
 import time
 import uuid
@@ -26,7 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.live_server import REPO, LiveServer, tool
+from tests.live_server import REPO, LiveServer, free_port, tool
 
 SCRIPT = REPO / "scripts/keystone"
 PATCH = "application/openstack-images-v2.1-json-patch"
@@ -430,3 +433,73 @@ async def test_context_from_real_tokens(
     ctx = await auth.authenticate({"x-auth-token": system}, "req-3")
     assert ctx.system_scope == "all" and ctx.project_id is None
     assert ctx.user_id == keystone["admin"]["user_id"] and "admin" in ctx.roles
+
+
+def _memcached_binary() -> str | None:
+    found = shutil.which("memcached")
+    if found or not os.environ.get("CI"):
+        return found
+    # CI machines start fresh: install Debian's package, as scripts/postgres does PostgreSQL.
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for args in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "memcached"]):
+        subprocess.run(args, env=env, capture_output=True, timeout=600, check=False)
+    return shutil.which("memcached")
+
+
+@pytest.fixture
+def memcached() -> Iterator[str]:
+    """A memcached of the test's own on loopback (Debian's memcached package)."""
+    binary = _memcached_binary()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("memcached could not be installed (apt-get install memcached)")
+        pytest.skip("memcached is not installed (apt-get install memcached)")
+    port = free_port()
+    args = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "16"]
+    if os.geteuid() == 0:
+        args += ["-u", "root"]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _cached_items(server: str) -> int:
+    host, port = server.split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"stats\r\n")
+        data = b""
+        while not data.endswith(b"END\r\n"):
+            data += s.recv(65536)
+    stats = dict(line.split(" ")[1:3] for line in data.decode().splitlines()
+                 if line.startswith("STAT "))
+    return int(stats["curr_items"])
+
+
+async def test_tokens_are_cached_in_memcached(
+    glimpse: LiveServer, keystone: dict[str, Any], memcached: str, tmp_path: Path
+) -> None:
+    from glimpse.auth.keystone import KeystoneAuth
+
+    # A second file adds to the server's [keystone_authtoken], as --config-file does.
+    extra = tmp_path / "memcache.conf"
+    extra.write_text(f"[keystone_authtoken]\nmemcached_servers = {memcached}\n")
+    auth = KeystoneAuth([str(glimpse.config_file), str(extra)])
+    assert _cached_items(memcached) == 0
+    token = issue_token(keystone, "glimpse-b-reader")
+    ctx = await auth.authenticate({"x-auth-token": token}, "req-1")
+    assert ctx.project_id == keystone["users"]["glimpse-b-reader"]["project_id"]
+    assert _cached_items(memcached) >= 1
+    again = await auth.authenticate({"x-auth-token": token}, "req-2")
+    assert again == dataclasses.replace(ctx, request_id="req-2")
