@@ -12,7 +12,9 @@ client (so the client is not what limits the figures), several times each:
 - miss: the first download from the cached server (store read + cache fill, verified);
 - cache hit: later downloads from the cached server, warm and cold the same way.
 
-Prints throughput (median of the runs) and the cache's speed-up over the store.
+The figures are taken in turns (loopback, store, cache, ...) so that a change in the
+machine's load affects all alike. Prints throughput (median of the runs) and the
+cache's speed-up over the store.
 The file store here is a local disk, so the gain is the cold-disk one; against a
 remote store (RBD, Swift, S3, HTTP) the store side is the network. Never asserted.
 
@@ -221,10 +223,6 @@ def main() -> None:
         servers.append(cached)
         plain_id, cached_id = plain.upload(image), cached.upload(image)
 
-        loopback = loopback_rate(image, args.repeat)
-        store_warm = timed(plain.port, plain_id, args.repeat)
-        store_cold = timed(plain.port, plain_id, args.repeat,
-                           lambda: evict(plain.store_file(plain_id)))
         evict(cached.store_file(cached_id))
         start = time.perf_counter()
         HASH = True
@@ -238,9 +236,21 @@ def main() -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError("the first download did not fill the cache")
             time.sleep(0.05)
-        hit_warm = timed(cached.port, cached_id, args.repeat)
-        hit_cold = timed(cached.port, cached_id, args.repeat,
-                         lambda: evict(cached.cache_file(cached_id)))
+
+        # Interleaved, so a change in the machine's load hits every figure alike.
+        loopback: list[float] = []
+        store_warm: list[float] = []
+        store_cold: list[float] = []
+        hit_warm: list[float] = []
+        hit_cold: list[float] = []
+        for _ in range(args.repeat):
+            loopback += loopback_rate(image, 1)
+            store_warm += timed(plain.port, plain_id, 1)
+            hit_warm += timed(cached.port, cached_id, 1)
+            store_cold += timed(plain.port, plain_id, 1,
+                                lambda: evict(plain.store_file(plain_id)))
+            hit_cold += timed(cached.port, cached_id, 1,
+                              lambda: evict(cached.cache_file(cached_id)))
         # Hits must not touch the store: take its file away and download once more.
         cached.store_file(cached_id).rename(cached.store_file(cached_id).with_name("away"))
         HASH = True

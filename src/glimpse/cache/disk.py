@@ -237,25 +237,24 @@ class DiskImageCache:
 
     async def _stream_file(self, fd: int, offset: int, end: int) -> AsyncIterator[bytes]:
         """Bytes ``offset``..``end`` of an open file, reading one chunk ahead."""
+        loop = asyncio.get_running_loop()
         position = offset
-        pending: asyncio.Future[bytes] | None = None
+
+        def read_next() -> asyncio.Future[bytes] | None:
+            if position >= end:
+                return None
+            size = min(self.chunk_size, end - position)
+            return loop.run_in_executor(None, os.pread, fd, size, position)
+
+        pending = read_next()
         try:
-            if position < end:
-                pending = asyncio.ensure_future(
-                    asyncio.to_thread(os.pread, fd, min(self.chunk_size, end - position),
-                                      position)
-                )
             while pending is not None:
                 data = await pending
                 pending = None
                 if not data:
                     raise CacheReadError(errno.EIO, "cached file ended early")
                 position += len(data)
-                if position < end:
-                    pending = asyncio.ensure_future(
-                        asyncio.to_thread(os.pread, fd, min(self.chunk_size, end - position),
-                                          position)
-                    )
+                pending = read_next()
                 yield data
         finally:
             # No await here: a cancelled request may not get to run one.
