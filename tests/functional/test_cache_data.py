@@ -428,6 +428,38 @@ async def test_deleting_an_image_removes_its_cached_copy(
     assert (await download(client, image_id)).status_code == 404
 
 
+async def test_deleting_an_image_while_it_is_served_from_the_cache(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    image_id = await new_image(client)
+    await download(client, image_id)
+    data = await node.services.image_data.download(ADMIN, image_id)
+    assert data is not None
+    stream = data.store.read(data.location, data.offset, data.length)
+    received = bytearray(await anext(stream))  # type: ignore[call-overload]
+    assert (await client.delete(f"/v2/images/{image_id}")).status_code == 204
+    assert cache_files(node) == []
+    async for chunk in stream:
+        received += chunk
+    assert bytes(received) == DATA  # the reader that started gets every byte
+
+
+async def test_deleting_an_image_while_it_is_being_cached(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    image_id = await new_image(client)
+    watched = watch_store(node)
+    watched.hold()
+    filler = asyncio.create_task(download(client, image_id))
+    await asyncio.wait_for(watched.holding.wait(), 10)
+    assert (await client.delete(f"/v2/images/{image_id}")).status_code == 204
+    assert incomplete_files(node) == []
+    watched.release()
+    assert (await filler).content == DATA  # it had the store file open
+    assert cache_files(node) == [] and incomplete_files(node) == []
+    assert await cached_ids(client) == []
+
+
 async def test_deactivating_removes_the_copy_and_reactivating_caches_again(
     client: httpx.AsyncClient, node: Node
 ) -> None:
