@@ -22,7 +22,6 @@ from glimpse.auth.noauth import NoAuth
 from glimpse.auth.tokens import TokenFileAuth
 from glimpse.cache.disk import DiskImageCache
 from glimpse.config import Settings, resolve_database_url
-from glimpse.db.sql import migrate
 from glimpse.db.sql.metadef_repository import SqlMetadefRepository
 from glimpse.db.sql.repositories import SqlImageRepository, SqlMemberRepository
 from glimpse.db.sql.session import Database
@@ -65,6 +64,9 @@ class Node:
         if self.cache is not None:  # refuses a directory another node uses
             await asyncio.to_thread(self.cache.prepare)
         if run_migrations:
+            # Alembic is imported only here: serving workers never load it otherwise.
+            from glimpse.db.sql import migrate
+
             await migrate.upgrade(self.db)
         for driver in self.file_drivers:
             driver.prepare()
@@ -157,7 +159,9 @@ def build_cache(settings: Settings) -> DiskImageCache | None:
     )
 
 
-def build_node(settings: Settings) -> Node:
+def build_node(settings: Settings, *, migrate_on_start: bool = True) -> Node:
+    """Everything one node needs; ``migrate_on_start=False`` for server workers whose
+    parent already brought the database up to date."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(resolve_database_url(settings))
     stores, file_drivers = build_stores(settings)
@@ -258,7 +262,7 @@ def build_node(settings: Settings) -> Node:
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
-        await node.start()
+        await node.start(run_migrations=migrate_on_start)
         try:
             yield
         finally:

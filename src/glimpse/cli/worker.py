@@ -17,4 +17,5 @@ def app() -> Starlette:
     settings = load_settings(
         environment_config_files(), {k: v for k, v in overrides.items() if v is not None}
     )
-    return build_node(settings).app
+    # `glimpse serve` ran the migrations before starting the workers.
+    return build_node(settings, migrate_on_start=False).app
