@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.applications import Starlette
 
@@ -40,6 +41,7 @@ from glimpse.services.imports import ImportService
 from glimpse.services.members import MemberService
 from glimpse.services.metadefs import MetadefService
 from glimpse.services.stores import StoreService
+from glimpse.stores.base import StoreDriver
 from glimpse.stores.file import FileStoreDriver
 from glimpse.stores.registry import ManagedStore, StoreRegistry
 
@@ -122,15 +124,19 @@ def build_stores(settings: Settings) -> tuple[StoreRegistry, list[FileStoreDrive
     stores: list[ManagedStore] = []
     file_drivers: list[FileStoreDriver] = []
     for config in settings.stores:
-        if config.type != "file":
+        driver: StoreDriver
+        if config.type == "file":
+            driver = FileStoreDriver(
+                [path for path, _ in config.datadirs],
+                chunk_size=config.chunk_size,
+                file_perm=config.file_perm,
+                thin_provisioning=config.thin_provisioning,
+            )
+            file_drivers.append(driver)
+        elif config.type in _DRIVER_FACTORIES:
+            driver = _DRIVER_FACTORIES[config.type](config.options)
+        else:
             raise ValueError(f"store {config.id}: unknown store type {config.type!r}")
-        driver = FileStoreDriver(
-            [path for path, _ in config.datadirs],
-            chunk_size=config.chunk_size,
-            file_perm=config.file_perm,
-            thin_provisioning=config.thin_provisioning,
-        )
-        file_drivers.append(driver)
         stores.append(
             ManagedStore(
                 config.id,
@@ -142,6 +148,63 @@ def build_stores(settings: Settings) -> tuple[StoreRegistry, list[FileStoreDrive
         )
     registry = StoreRegistry(stores, settings.default_store, multistore=settings.multistore)
     return registry, file_drivers
+
+
+_MIB = 1024 * 1024
+
+
+# The network stores' modules are imported only when configured: their client libraries
+# (librbd bindings, swiftclient, boto3) are heavy, and the bindings may be absent.
+def _rbd_driver(o: dict[str, Any]) -> StoreDriver:
+    from glimpse.stores.rbd import RbdStoreDriver
+
+    return RbdStoreDriver(
+        pool=o["rbd_store_pool"], user=o["rbd_store_user"], conffile=o["rbd_store_ceph_conf"],
+        chunk_size=o["rbd_store_chunk_size"] * _MIB,
+        thin_provisioning=o["rbd_thin_provisioning"],
+        connect_timeout=o["rados_connect_timeout"],
+    )
+
+
+def _swift_driver(o: dict[str, Any]) -> StoreDriver:
+    from glimpse.stores.swift import SwiftStoreDriver, load_credentials
+
+    reference = o["default_swift_reference"]
+    return SwiftStoreDriver(
+        load_credentials(o["swift_store_config_file"], reference),
+        reference=reference, container=o["swift_store_container"],
+        large_object_size=o["swift_store_large_object_size"] * _MIB,
+        large_object_chunk_size=o["swift_store_large_object_chunk_size"] * _MIB,
+        create_container_on_put=o["swift_store_create_container_on_put"],
+        insecure=o["swift_store_auth_insecure"], cacert=o["swift_store_cacert"],
+        region=o["swift_store_region"], endpoint_type=o["swift_store_endpoint_type"],
+        service_type=o["swift_store_service_type"],
+    )
+
+
+def _s3_driver(o: dict[str, Any]) -> StoreDriver:
+    from glimpse.stores.s3 import S3StoreDriver
+
+    return S3StoreDriver(
+        host=o["s3_store_host"], access_key=o["s3_store_access_key"],
+        secret_key=o["s3_store_secret_key"], bucket=o["s3_store_bucket"],
+        region_name=o["s3_store_region_name"],
+        create_bucket_on_put=o["s3_store_create_bucket_on_put"],
+        bucket_url_format=o["s3_store_bucket_url_format"],
+        large_object_size=o["s3_store_large_object_size"] * _MIB,
+        large_object_chunk_size=o["s3_store_large_object_chunk_size"] * _MIB,
+        thread_pools=o["s3_store_thread_pools"], cacert=o["s3_store_cacert"],
+        data_integrity_protection=o["s3_store_enable_data_integrity_protection"],
+        request_checksum_calculation=o["s3_store_request_checksum_calculation"],
+        response_checksum_validation=o["s3_store_response_checksum_validation"],
+    )
+
+
+_DRIVER_FACTORIES: dict[str, Callable[[dict[str, Any]], StoreDriver]] = {
+    "rbd": _rbd_driver,
+    "swift": _swift_driver,
+    "s3": _s3_driver,
+}
 
 
 def build_cache(settings: Settings) -> DiskImageCache | None:

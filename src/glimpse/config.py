@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,65 @@ _FILE_STORE_OPTS = [
     cfg.IntOpt("filesystem_store_file_perm", default=0),
     cfg.BoolOpt("filesystem_thin_provisioning", default=False),
 ]
+_RBD_STORE_OPTS = [
+    cfg.StrOpt("rbd_store_pool", default="images", help="Ceph pool the images go to."),
+    cfg.StrOpt("rbd_store_user", help="Ceph user (client.<name>) to connect as; default: "
+               "librados' default (admin)."),
+    cfg.StrOpt("rbd_store_ceph_conf", default="", help="ceph.conf of the cluster; default: "
+               "librados' search path (/etc/ceph/ceph.conf)."),
+    cfg.IntOpt("rbd_store_chunk_size", default=8, min=1,
+               help="RBD object size and write size in MiB (a power of two)."),
+    cfg.BoolOpt("rbd_thin_provisioning", default=False,
+                help="Skip writing all-zero chunks, so they take no space in the pool."),
+    cfg.IntOpt("rados_connect_timeout", default=-1,
+               help="Seconds allowed for connecting and for each cluster operation; "
+               "negative: librados' defaults (operations may then wait for ever)."),
+]
+_SWIFT_STORE_OPTS = [
+    cfg.StrOpt("swift_store_container", default="glance", help="Container of the images."),
+    cfg.IntOpt("swift_store_large_object_size", default=5120, min=1,
+               help="Size in MB above which images are stored as segments and a manifest."),
+    cfg.IntOpt("swift_store_large_object_chunk_size", default=200, min=1,
+               help="Size of each segment in MB."),
+    cfg.BoolOpt("swift_store_create_container_on_put", default=False,
+                help="Create the container on upload when it does not exist."),
+    cfg.StrOpt("swift_store_config_file", help="File of Swift credential references "
+               "(Glance's glance-swift.conf); relative paths start at the config file's "
+               "directory."),
+    cfg.StrOpt("default_swift_reference", default="ref1",
+               help="Section of swift_store_config_file this store logs in with."),
+    cfg.BoolOpt("swift_store_multi_tenant", default=False,
+                help="Glance's per-tenant containers; not supported by Glimpse."),
+    cfg.BoolOpt("swift_store_auth_insecure", default=False, help="Skip TLS verification."),
+    cfg.StrOpt("swift_store_cacert", help="CA bundle for TLS to Swift and its auth service."),
+    cfg.StrOpt("swift_store_region", help="Keystone region of the Swift endpoint."),
+    cfg.StrOpt("swift_store_endpoint_type", default="publicURL"),
+    cfg.StrOpt("swift_store_service_type", default="object-store"),
+]
+_CHECKSUM_CHOICES = ["when_required", "when_supported"]
+_S3_STORE_OPTS = [
+    cfg.StrOpt("s3_store_host", help="S3 endpoint, http(s)://host[:port] (http if bare)."),
+    cfg.StrOpt("s3_store_region_name", default="", help="Region; empty for S3-compatibles."),
+    cfg.StrOpt("s3_store_access_key", secret=True),
+    cfg.StrOpt("s3_store_secret_key", secret=True),
+    cfg.StrOpt("s3_store_bucket", help="Bucket of the images."),
+    cfg.BoolOpt("s3_store_create_bucket_on_put", default=False,
+                help="Create the bucket on upload when it does not exist."),
+    cfg.StrOpt("s3_store_bucket_url_format", default="auto",
+               choices=["auto", "virtual", "path"], help="Bucket addressing style."),
+    cfg.IntOpt("s3_store_large_object_size", default=100, min=0,
+               help="Size in MB above which images are sent as multipart uploads."),
+    cfg.IntOpt("s3_store_large_object_chunk_size", default=10, min=5,
+               help="Multipart part size in MB."),
+    cfg.IntOpt("s3_store_thread_pools", default=10, min=1,
+               help="Parts of one multipart upload sent in parallel."),
+    cfg.StrOpt("s3_store_cacert", default="", help="CA bundle; empty: botocore's."),
+    cfg.BoolOpt("s3_store_enable_data_integrity_protection", default=False),
+    cfg.StrOpt("s3_store_request_checksum_calculation", default="when_required",
+               choices=_CHECKSUM_CHOICES),
+    cfg.StrOpt("s3_store_response_checksum_validation", default="when_required",
+               choices=_CHECKSUM_CHOICES),
+]
 _PER_STORE_OPTS = [
     cfg.StrOpt("store_description", help="Shown to users in GET /v2/info/stores."),
     cfg.IntOpt("weight", default=0, help="Higher weight: read from this store first."),
@@ -126,7 +185,19 @@ _STORE_OPTS = [
     cfg.StrOpt("default_backend", help="Store id new data goes to."),
     *_FILE_STORE_OPTS,
 ]
-STORE_TYPES = ("file",)
+# Each store type's own options, read from the store's section into StoreSettings.options.
+_TYPE_OPTS = {
+    "rbd": _RBD_STORE_OPTS,
+    "swift": _SWIFT_STORE_OPTS,
+    "s3": _S3_STORE_OPTS,
+}
+STORE_TYPES = ("file", *_TYPE_OPTS)
+UNSUPPORTED_STORE_TYPES = {
+    "cinder": "Glimpse has no cinder store: it needs a Cinder service and os-brick to attach "
+    "volumes to this host. Use rbd (Cinder on the same Ceph cluster still clones images "
+    "copy-on-write), swift, s3 or file",
+    "vmware": "Glimpse has no VMware datastore store",
+}
 RESERVED_STORES = ("os_glance_staging_store", "os_glance_tasks_store")
 
 _FORMAT_OPTS = [
@@ -213,6 +284,8 @@ class StoreSettings:
     chunk_size: int = 1024 * 1024
     file_perm: int = 0
     thin_provisioning: bool = False
+    # rbd, swift, s3: the section's options of that type, by their Glance names
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -321,7 +394,8 @@ def settings_from_conf(
     flavor = conf.paste_deploy.flavor or ""
     if "keystone" in flavor:
         auth_strategy = "keystone"
-    stores, default_store, multistore = _store_settings(conf, data_dir)
+    config_dir = Path(config_files[0]).resolve().parent if config_files else None
+    stores, default_store, multistore = _store_settings(conf, data_dir, config_dir)
     return Settings(
         stores=stores,
         default_store=default_store,
@@ -353,7 +427,7 @@ def settings_from_conf(
         require_image_format_match=conf.image_format.require_image_format_match,
         gpt_safety_checks_nonfatal=tuple(conf.image_format.gpt_safety_checks_nonfatal),
         policy_file=conf.oslo_policy.policy_file,
-        config_dir=Path(config_files[0]).resolve().parent if config_files else None,
+        config_dir=config_dir,
         config_files=tuple(str(Path(f).resolve()) for f in config_files),
         noauth_project_id=conf.glimpse.noauth_project_id,
         noauth_user_id=conf.glimpse.noauth_user_id,
@@ -376,7 +450,7 @@ def settings_from_conf(
 
 
 def _store_settings(
-    conf: cfg.ConfigOpts, data_dir: Path
+    conf: cfg.ConfigOpts, data_dir: Path, config_dir: Path | None = None
 ) -> tuple[tuple[StoreSettings, ...], str, bool]:
     backends: dict[str, str] = dict(conf.enabled_backends or {})
     if not backends:
@@ -387,11 +461,16 @@ def _store_settings(
         store_type = (store_type or "").strip()
         if store_id in RESERVED_STORES:
             raise ValueError(f"store id {store_id!r} is reserved for Glimpse's own use")
+        if store_type in UNSUPPORTED_STORE_TYPES:
+            raise ValueError(f"store {store_id!r}: {UNSUPPORTED_STORE_TYPES[store_type]}")
         if store_type not in STORE_TYPES:
             raise ValueError(
                 f"store {store_id!r} has unknown type {store_type!r}; known: "
                 + ", ".join(STORE_TYPES)
             )
+        if store_type != "file":
+            stores.append(_typed_store(conf, store_id, store_type, config_dir))
+            continue
         conf.register_opts([*_PER_STORE_OPTS, *_FILE_STORE_OPTS], group=store_id)
         section = conf[store_id]
         stores.append(
@@ -408,6 +487,39 @@ def _store_settings(
             f"[glance_store] default_backend {default!r} is not among enabled_backends"
         )
     return tuple(stores), default, True
+
+
+def _typed_store(
+    conf: cfg.ConfigOpts, store_id: str, store_type: str, config_dir: Path | None
+) -> StoreSettings:
+    """An rbd, swift or s3 store: its section's options of that type, checked here."""
+    opts = _TYPE_OPTS[store_type]
+    conf.register_opts([*_PER_STORE_OPTS, *opts], group=store_id)
+    section = conf[store_id]
+    options = {opt.dest: section[opt.dest] for opt in opts}
+    if store_type == "swift":
+        if options["swift_store_multi_tenant"]:
+            raise ValueError(
+                f"[{store_id}] swift_store_multi_tenant is not supported: Glimpse keeps "
+                "images in the account of swift_store_config_file"
+            )
+        path = options["swift_store_config_file"]
+        if not path:
+            raise ValueError(f"[{store_id}] a swift store needs swift_store_config_file")
+        path = Path(path).expanduser()
+        if not path.is_absolute() and config_dir is not None:
+            path = config_dir / path
+        options["swift_store_config_file"] = str(path)
+    if store_type == "s3":
+        missing = [name for name in ("s3_store_host", "s3_store_access_key",
+                                     "s3_store_secret_key", "s3_store_bucket")
+                   if not options[name]]
+        if missing:
+            raise ValueError(f"[{store_id}] an s3 store needs {', '.join(missing)}")
+    return StoreSettings(
+        id=store_id, type=store_type, description=section.store_description,
+        weight=section.weight, options=options,
+    )
 
 
 def _file_store(
