@@ -418,11 +418,12 @@ def main() -> None:
     args = parser.parse_args()
 
     rows: list[Row] = []
+    # Best of three: on a shared machine the limit is what it can do when left alone.
     limits = {
-        "sha512": hash_rate("sha512"),
-        "md5": hash_rate("md5"),
-        "loopback": loopback_sendfile_rate(),
-        "disk": disk_write_rate(),
+        "sha512": max(hash_rate("sha512") for _ in range(3)),
+        "md5": max(hash_rate("md5") for _ in range(3)),
+        "loopback": max(loopback_sendfile_rate() for _ in range(3)),
+        "disk": max(disk_write_rate() for _ in range(2)),
     }
     rows.append(Row("machine: sha512, 1 MiB chunks", f"{limits['sha512'] / MIB:,.0f} MiB/s"))
     rows.append(Row("machine: md5, 1 MiB chunks", f"{limits['md5'] / MIB:,.0f} MiB/s"))
