@@ -163,10 +163,11 @@ class ImportService:
             raise Conflict(
                 f"Image {image_id} is {image.status}; {req.method} needs it {required}."
             )
-        if not image.disk_format or not image.container_format:
-            raise InvalidInput(
-                "Properties disk_format, container_format must be set prior to importing data."
-            )
+        # Glance answers 409 for these (the image is not ready), not 400.
+        if not image.container_format:
+            raise Conflict("'container_format' needs to be set before import")
+        if not image.disk_format:
+            raise Conflict("'disk_format' needs to be set before import")
         targets = self._targets(image, req)
         await self._release_stale_lock(image)
         task = Task(
