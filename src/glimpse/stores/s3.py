@@ -112,7 +112,8 @@ class S3StoreDriver:
             if code in ("EntityTooLarge", "QuotaExceeded"):
                 return StoreFull(f"S3 refused the data {doing}: {code}")
             return StoreUnavailable(f"S3 store failed {doing}: {code or exc}")
-        if isinstance(exc, (botocore.exceptions.BotoCoreError, OSError)):
+        # Only the client's own errors: the source's (a client going away) pass through.
+        if isinstance(exc, botocore.exceptions.BotoCoreError):
             return StoreUnavailable(f"S3 store failed {doing}: {exc}")
         return exc
 

@@ -191,7 +191,8 @@ class SwiftStoreDriver:
             status = f"HTTP {exc.http_status}" if exc.http_status else str(exc.msg)
             return StoreUnavailable(f"Swift store failed {doing}: {status} {exc.http_reason or ''}"
                                     .rstrip())
-        if isinstance(exc, (OSError, PipeAborted)) or _is_requests_error(exc):
+        # Only the client's own errors: the source's (a client going away) pass through.
+        if isinstance(exc, PipeAborted) or _is_requests_error(exc):
             return StoreUnavailable(f"Swift store failed {doing}: {type(exc).__name__}: {exc}")
         return exc
 
