@@ -255,6 +255,7 @@ def build_node(settings: Settings, *, migrate_on_start: bool = True) -> Node:
         require_image_format_match=settings.require_image_format_match,
         vmdk_allowed_types=settings.vmdk_allowed_types,
         gpt_safety_checks_nonfatal=settings.gpt_safety_checks_nonfatal,
+        allow_encrypted=settings.allow_encrypted_images,
     )
     staging_dir = settings.staging_dir or settings.data_dir / "staging"
     staging_driver = FileStoreDriver([staging_dir])

@@ -230,6 +230,12 @@ _GLIMPSE_OPTS = [
     ),
     cfg.IntOpt("max_request_body_size", default=65536, help="Largest JSON body in bytes."),
     cfg.BoolOpt(
+        "allow_encrypted_images",
+        default=False,
+        help="Accept encrypted disk images (qcow2 encryption, LUKS); refused by default "
+        "because their contents cannot be inspected.",
+    ),
+    cfg.BoolOpt(
         "validate_image_properties_against_metadefs",
         default=False,
         help="Refuse image property values that the metadefs catalogue's definitions for "
@@ -345,6 +351,7 @@ class Settings:
     node_id: str
     schema_image_file: Path | None
     max_request_body_size: int
+    allow_encrypted_images: bool = False
     stores: tuple[StoreSettings, ...] = ()
     default_store: str = "file"
     multistore: bool = False
@@ -438,6 +445,7 @@ def settings_from_conf(
             Path(conf.glimpse.schema_image_file) if conf.glimpse.schema_image_file else None
         ),
         max_request_body_size=conf.glimpse.max_request_body_size,
+        allow_encrypted_images=conf.glimpse.allow_encrypted_images,
         validate_image_properties_against_metadefs=(
             conf.glimpse.validate_image_properties_against_metadefs
         ),
