@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.compat.conftest import Api, Glance, parse_table, unique
+from tests.compat.conftest import Api, Glance, OpenStack, parse_table, unique
 from tests.live_server import LiveServer, database_for
 
 WEB_DATA = os.urandom(2 * 1024 * 1024)
@@ -53,7 +53,8 @@ def multistore(
         workdir,
         database_url=database_for(server_backend, f"glimpse_compat_{worker}_import"),
         options={
-            "DEFAULT": {"enabled_backends": "central:file, dcn0:file, dcn1:file"},
+            "DEFAULT": {"enabled_backends": "central:file, dcn0:file, dcn1:file",
+                        "show_multiple_locations": "true"},
             "glance_store": {"default_backend": "central"},
             "central": {"filesystem_store_datadir": str(stores / "central")},
             "dcn0": {"filesystem_store_datadir": str(stores / "dcn0")},
@@ -208,3 +209,14 @@ def test_web_download_refused_uri_fails_cleanly(glance: Glance, api_ms: Api) -> 
     tasks = api_ms.http.get(f"/v2/images/{image['id']}/tasks").json()["tasks"]
     assert tasks[0]["status"] == "failure"
     assert "port" in tasks[0]["message"]
+
+
+def test_5_7_locations_in_openstack_image_show(multistore: LiveServer, api_ms: Api,
+                                               raw_file: Path) -> None:
+    image = api_ms.create(raw_file.read_bytes(), name=unique("guide-5-7"))
+    shown = OpenStack(multistore).json("image", "show", image["id"], "-c", "properties")
+    properties = shown["properties"]
+    assert isinstance(properties, dict), shown
+    locations = properties["locations"]
+    assert [loc["metadata"] for loc in locations] == [{"store": "central"}]
+    assert locations[0]["url"].startswith("file://")
