@@ -46,8 +46,13 @@ def qemu_img() -> str:
 
 
 def qemu(*args: str) -> str:
-    done = subprocess.run(["qemu-img", *args], capture_output=True, text=True, check=True)
-    return done.stdout
+    # LUKS key derivation is timed (iter-time); on a loaded machine a run can fail, so
+    # a failure is retried before it counts, and reported with qemu-img's own words.
+    for _ in range(3):
+        done = subprocess.run(["qemu-img", *args], capture_output=True, text=True)
+        if done.returncode == 0:
+            return done.stdout
+    raise AssertionError(f"qemu-img {' '.join(args)} failed: {done.stderr.strip()}")
 
 
 def qemu_info(path: Path, driver: str | None = None) -> dict[str, object]:
@@ -214,7 +219,7 @@ def test_luks_matches_qemu_when_encryption_is_allowed(tmp_path: Path) -> None:
     image = tmp_path / "disk.luks"
     secret = "--object", "secret,id=s0,data=swordfish"
     qemu(
-        "create", "-q", "-f", "luks", *secret, "-o", "key-secret=s0,iter-time=10", str(image), "16M"
+        "create", "-q", "-f", "luks", *secret, "-o", "key-secret=s0,iter-time=100", str(image), "16M"
     )
     info = json.loads(
         qemu(
@@ -272,7 +277,7 @@ def test_qcow2_extended_l2_is_an_unknown_feature_as_in_glance(make: Callable[...
 def test_qcow2_encrypted(make: Callable[..., Path]) -> None:
     image = make(
         "enc.qcow2", "qcow2", "--object", "secret,id=s0,data=x",
-        "-o", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10",
+        "-o", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=100",
     )  # fmt: skip
     refused(image, "encrypted", declared="qcow2")
     assert inspect(image, declared="qcow2", allow_encrypted=True).format == "qcow2"
