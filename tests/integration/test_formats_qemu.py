@@ -219,7 +219,8 @@ def test_luks_matches_qemu_when_encryption_is_allowed(tmp_path: Path) -> None:
     image = tmp_path / "disk.luks"
     secret = "--object", "secret,id=s0,data=swordfish"
     qemu(
-        "create", "-q", "-f", "luks", *secret, "-o", "key-secret=s0,iter-time=100", str(image), "16M"
+        "create", "-q", "-f", "luks", *secret, "-o", "key-secret=s0,iter-time=100",
+        str(image), "16M",
     )
     info = json.loads(
         qemu(
