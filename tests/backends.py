@@ -48,7 +48,8 @@ def run_script(name: str, *args: str) -> str:
         pytest.skip(message)
     if proc.returncode != 0:
         pytest.fail(f"scripts/{name} {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
-    return proc.stdout.strip().splitlines()[-1]
+    lines = proc.stdout.strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 @dataclass(frozen=True)
