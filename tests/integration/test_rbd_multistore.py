@@ -5,11 +5,13 @@ store details; and an edge cluster that stops answering mid-way and comes back."
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import hashlib
 import os
 import signal
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +83,18 @@ def sha256_in(cluster: CephCluster, name: str) -> str | None:
         if image is None:
             return None
         return hashlib.sha256(image.read(0, image.size())).hexdigest()
+
+
+@asynccontextmanager
+async def exclusive(path: Path) -> AsyncIterator[None]:
+    """Hold an flock on ``path``: one test at a time freezes the outage cluster, across
+    xdist workers and test runs."""
+    with open(path, "a") as lock:
+        await asyncio.to_thread(fcntl.flock, lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
 @pytest.fixture
@@ -194,7 +208,7 @@ async def test_an_edge_cluster_that_stops_answering_and_comes_back(
     edge = start_ceph("outage")
     node: Node = await make_node(make_settings(config(ceph_central, edge, timeout=3)))
     osd_pid = int((Path(edge.conf).parent / "run" / "osd.0.pid").read_text().strip())
-    async with client_for(node) as client:
+    async with exclusive(Path(edge.conf).parent / "freeze.lock"), client_for(node) as client:
         before = await create_image(client)
         put = await client.put(f"/v2/images/{before['id']}/file", content=b"edge bytes",
                                headers={"content-type": "application/octet-stream",
