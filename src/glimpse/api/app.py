@@ -55,5 +55,8 @@ def create_app(
         exception_handlers=handlers,
         lifespan=run,
     )
+    # Glance's router has no trailing-slash redirects: GET or DELETE /v2/images/ is 404
+    # (an empty image id), not a redirect to the list and then 405.
+    app.router.redirect_slashes = False
     app.state.glimpse = api_state
     return app

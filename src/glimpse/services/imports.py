@@ -32,6 +32,7 @@ from glimpse.image_import.runner import (
     ImportSpec,
     fail_import,
 )
+from glimpse.image_import.uri_filter import check_uri
 from glimpse.policy.context import RequestContext
 from glimpse.services.images import ImageService
 from glimpse.stores.registry import ManagedStore, SizeLimit, StoreRegistry
@@ -272,9 +273,17 @@ class ImportService:
         return await self.tasks.find(owner, status=status, limit=limit, marker=marker,
                                      sort_dir=sort_dir)
 
-    async def create_task(self, ctx: RequestContext) -> None:
+    async def create_task(self, ctx: RequestContext, body: object) -> None:
+        """Legacy import tasks are not run; like current Glance, an ``import`` task whose
+        ``import_from`` fails the URI filter is refused (400) before anything else."""
         self.images.policy.authorize(ctx, "tasks_api_access", {"project_id": ctx.project_id})
         self.images.policy.authorize(ctx, "add_task", {"project_id": ctx.project_id})
+        task_input = body.get("input") if isinstance(body, dict) else None
+        if isinstance(body, dict) and body.get("type") == "import":
+            source = task_input.get("import_from") if isinstance(task_input, dict) else None
+            if not isinstance(source, str) or not source:
+                raise InvalidInput("Legacy import task input needs an import_from URI.")
+            check_uri(source, self.runner.config.uri_filter)
         raise Forbidden(
             "Legacy import tasks are not supported; use POST /v2/images/{id}/import."
         )

@@ -154,7 +154,9 @@ async def show_task(request: Request) -> Response:
 
 
 async def create_task(request: Request) -> Response:
-    await state(request).services.imports.create_task(context(request))
+    st = state(request)
+    body = await read_json(request, max_size=st.options.max_request_body_size)
+    await st.services.imports.create_task(context(request), body)
     return Response(status_code=201)
 
 
