@@ -195,3 +195,31 @@ async def test_locations_outside_the_store_are_refused(store: ManagedStore) -> N
     with pytest.raises(StoreUnavailable):
         await store.delete("file:///etc/passwd")
     assert Path("/etc/passwd").exists()
+
+
+async def test_directory_vanishing_mid_write_is_a_clear_error(tmp_path: Path) -> None:
+    import shutil
+
+    driver = FileStoreDriver([tmp_path / "share"])
+    driver.prepare()
+    store = ManagedStore("file", driver)
+
+    async def then_vanish() -> AsyncIterator[bytes]:
+        yield b"a" * 2_000_000
+        shutil.rmtree(tmp_path / "share")  # the share disappears under the writer
+        yield b"b" * 2_000_000
+
+    with pytest.raises(StoreUnavailable):
+        await store.add(IMAGE_ID, then_vanish())
+    assert not (tmp_path / "share").exists()  # nothing was written elsewhere
+    assert not (await store.health()).ok
+
+
+async def test_download_survives_a_concurrent_delete(store: ManagedStore) -> None:
+    data = os.urandom(3 * 1024 * 1024)
+    stored = await store.add(IMAGE_ID, chunks(data))
+    reader = store.read(stored.location)
+    first = await reader.__anext__()
+    await store.delete(stored.location)  # another request removes this copy
+    rest = b"".join([c async for c in reader])
+    assert first + rest == data
