@@ -143,6 +143,7 @@ def build_stores(settings: Settings) -> tuple[StoreRegistry, list[FileStoreDrive
                 driver,
                 description=config.description,
                 weight=config.weight,
+                read_only=config.type == "http",
                 hashing_algorithm=settings.hashing_algorithm,
             )
         )
@@ -200,7 +201,15 @@ def _s3_driver(o: dict[str, Any]) -> StoreDriver:
     )
 
 
+def _http_driver(o: dict[str, Any]) -> StoreDriver:
+    from glimpse.stores.http import HttpStoreDriver
+
+    verify: bool | str = o["https_ca_certificates_file"] or not o["https_insecure"]
+    return HttpStoreDriver(verify=verify, proxies=o["http_proxy_information"])
+
+
 _DRIVER_FACTORIES: dict[str, Callable[[dict[str, Any]], StoreDriver]] = {
+    "http": _http_driver,
     "rbd": _rbd_driver,
     "swift": _swift_driver,
     "s3": _s3_driver,

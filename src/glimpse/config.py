@@ -177,6 +177,13 @@ _S3_STORE_OPTS = [
     cfg.StrOpt("s3_store_response_checksum_validation", default="when_required",
                choices=_CHECKSUM_CHOICES),
 ]
+_HTTP_STORE_OPTS = [
+    cfg.BoolOpt("https_insecure", default=True, help="Skip verifying web servers' "
+                "certificates (Glance's default)."),
+    cfg.StrOpt("https_ca_certificates_file", help="CA bundle to verify web servers with."),
+    cfg.DictOpt("http_proxy_information", default={},
+                help="Proxies by scheme, e.g. http:http://proxy:3128."),
+]
 _PER_STORE_OPTS = [
     cfg.StrOpt("store_description", help="Shown to users in GET /v2/info/stores."),
     cfg.IntOpt("weight", default=0, help="Higher weight: read from this store first."),
@@ -190,6 +197,7 @@ _TYPE_OPTS = {
     "rbd": _RBD_STORE_OPTS,
     "swift": _SWIFT_STORE_OPTS,
     "s3": _S3_STORE_OPTS,
+    "http": _HTTP_STORE_OPTS,
 }
 STORE_TYPES = ("file", *_TYPE_OPTS)
 UNSUPPORTED_STORE_TYPES = {

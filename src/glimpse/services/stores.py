@@ -132,13 +132,16 @@ class StoreService:
             raise Conflict(f"It's not allowed to add locations if image status is {image.status}.")
         target = await self.images.target(ctx, image)
         self.images.policy.authorize(ctx, "add_image_location", target)
-        if "service" not in ctx.roles and "service" not in ctx.service_roles:
+        store = self.stores.for_location(None, url)
+        if "service" not in ctx.roles and "service" not in ctx.service_roles and (
+            store is None or store.type != "http"
+        ):
+            # As Glance: other callers may add only locations of a configured http store.
             raise Forbidden("http store must be enabled to use location API by normal user.")
         if 0 <= self.location_quota <= len(image.locations):
             raise LimitExceeded(
                 f"Maximum number of locations exceeded: {self.location_quota}"
             )
-        store = self.stores.for_location(None, url)
         if store is None:
             raise InvalidInput(f"Invalid location: {url} is in none of this site's stores.")
         algo, expected = _validation(validation_data)
