@@ -106,9 +106,9 @@ async def image_tasks(request: Request) -> Response:
     views = []
     for task in tasks:
         view = task_view(task)
-        # GET /v2/images/{id}/tasks names these the way Glance's api-ref does.
-        view["request-id"] = view.pop("request_id")
-        view["user"] = view.pop("user_id")
+        # Glance answers with its database rows here: request_id and user_id as named,
+        # deleted flags, no links (Tempest reads task["request_id"]).
+        del view["self"], view["schema"]
         view["deleted"] = False
         view["deleted_at"] = None
         views.append(view)
