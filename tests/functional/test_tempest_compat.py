@@ -43,3 +43,4 @@ async def test_image_tasks_carry_request_and_user_ids(client: httpx.AsyncClient)
     tasks = (await client.get(f"/v2/images/{image_id}/tasks")).json()["tasks"]
     assert tasks[0]["request_id"] == started.headers["x-openstack-request-id"]
     assert "user_id" in tasks[0] and tasks[0]["deleted"] is False
+    assert tasks[0]["input"]["import_req"]["method"]["name"] == "glance-direct"

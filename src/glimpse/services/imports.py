@@ -183,6 +183,12 @@ class ImportService:
                 "method": req.method, "uri": req.uri, "stores": list(targets),
                 "all_stores_must_succeed": req.all_stores_must_succeed,
                 "image_id": image_id, "backend": list(targets),
+                # Glance's shape of the request, which clients (Tempest) read back.
+                "import_req": {
+                    "method": {"name": req.method, **({"uri": req.uri} if req.uri else {})},
+                    "stores": list(targets),
+                    "all_stores_must_succeed": req.all_stores_must_succeed,
+                },
             },
         )
         new_status = "active" if req.method == "copy-image" else "importing"
