@@ -192,3 +192,14 @@ async def test_errors_are_json_when_asked(client: httpx.AsyncClient) -> None:
     html = await client.get("/v2/images/6f0e0ad6-0000-4000-8000-000000000000")
     assert html.headers["content-type"].startswith("text/html")
     assert "404 Not Found" in html.text
+
+
+async def test_versions_we_do_not_serve_get_the_versions_document(
+    client: httpx.AsyncClient,
+) -> None:
+    for path in ("/v3/images", "/v1/images", "/v2.99/images"):
+        response = await client.get(path)
+        assert response.status_code == 300, (path, response.text)
+        assert response.json()["versions"][0]["id"].startswith("v2.")
+    assert (await client.get("/v2.9/images")).status_code == 200
+    assert (await client.get("/v2/images")).status_code == 200

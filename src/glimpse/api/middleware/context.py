@@ -19,6 +19,8 @@ from glimpse.policy.enforcer import PolicyEnforcer
 
 _PUBLIC_PATHS = {"/", "/versions", "/healthcheck"}
 _VERSIONED = re.compile(r"^/v2\.(\d{1,2})(/|$)")
+_ANY_VERSION = re.compile(r"^/v\d+(\.\d+)?(/|$)")
+_NEWEST_MINOR = 18
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]+$")
 # Glance's (eventlet's) max_header_line: longer lines are refused, not buffered on.
 MAX_HEADER_LINE = 16384
@@ -52,10 +54,15 @@ class ContextMiddleware:
                     request_id = incoming
         path: str = scope["path"]
         match = _VERSIONED.match(path)
-        if match:
-            # /v2.1/images ... /v2.17/images are all the one v2 API, as in Glance.
+        if match and int(match.group(1)) <= _NEWEST_MINOR:
+            # /v2.1/images ... /v2.18/images are all the one v2 API, as in Glance.
             scope = dict(scope, path="/v2" + path[match.end() - len(match.group(2)):])
             path = scope["path"]
+        elif _ANY_VERSION.match(path) and not (path == "/v2" or path.startswith("/v2/")):
+            # A version we do not serve (/v1, /v3, /v2.99): Glance's version negotiation
+            # answers with the versions document (300), so clients can pick one.
+            scope = dict(scope, path="/")
+            path = "/"
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
