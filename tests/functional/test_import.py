@@ -207,8 +207,8 @@ async def test_stage_twice_and_stage_over_the_cap(
         assert (await show(client, image["id"]))["status"] == "queued"
         assert (await stage(client, image["id"], b"x" * 1000)).status_code == 204
         assert (await stage(client, image["id"], b"x" * 1000)).status_code == 409
-    staged = [p.name for p in (tmp_path / "data" / "staging").iterdir()]
-    assert staged == [".glimpse-store", image["id"]]
+    staged = sorted(p.name for p in (tmp_path / "data" / "staging").iterdir())
+    assert staged == sorted([".glimpse-store", image["id"]])
 
 
 async def test_deleting_a_staged_image_reclaims_staging(node: Node, tmp_path: Path) -> None:
