@@ -192,20 +192,24 @@ class ImportService:
             },
         )
         new_status = "active" if req.method == "copy-image" else "importing"
-        locked = await self.repo.update(
-            image_id,
-            ImageChanges(
+        busy = Conflict(
+            f"Image {image_id} has an import running already (or changed meanwhile); "
+            "try again when it has finished."
+        )
+
+        def take_lock(current: Image) -> ImageChanges:
+            # Decided inside the transaction that holds the image row, so of two racing
+            # imports exactly one sees no lock (a guarded UPDATE alone is not enough on
+            # PostgreSQL: its re-check does not see the other's new property row).
+            if current.status != required or LOCK in current.properties:
+                raise busy
+            return ImageChanges(
                 core={"status": new_status},
                 set_properties={LOCK: task.id, IMPORTING: ",".join(targets), FAILED: ""},
-            ),
-            expected_status=[required],
-            absent_property=LOCK,
-        )
-        if locked is None:
-            raise Conflict(
-                f"Image {image_id} has an import running already (or changed meanwhile); "
-                "try again when it has finished."
             )
+
+        if await self.repo.modify(image_id, take_lock) is None:
+            raise busy
         await self.tasks.create(task, lease_node=self.node_id, lease_seconds=self.lease_seconds)
         self.runner.start(task, ctx.roles)
         return task
