@@ -253,7 +253,7 @@ _GLIMPSE_OPTS = [
                "web-download import gives up."),
     cfg.IntOpt("web_download_max_redirects", default=5),
     cfg.IntOpt("qemu_img_cpu_seconds", default=300, help="CPU limit of one qemu-img run."),
-    cfg.IntOpt("qemu_img_memory_mib", default=1024, help="Address-space limit of qemu-img."),
+    cfg.IntOpt("qemu_img_memory_mib", default=2048, help="Address-space limit of qemu-img."),
     cfg.IntOpt("import_lease_seconds", default=120, help="How long a node's claim on a "
                "running import lasts without renewal before another node may take it."),
 ]
@@ -320,7 +320,7 @@ class ImportSettings:
     web_download_timeout: int = 60
     web_download_max_redirects: int = 5
     qemu_img_cpu_seconds: int = 300
-    qemu_img_memory_mib: int = 1024
+    qemu_img_memory_mib: int = 2048
     lease_seconds: int = 120
 
 

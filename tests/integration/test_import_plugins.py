@@ -110,7 +110,7 @@ def stage(staging: Path, source: Path | bytes) -> Path:
 
 
 def converter(qemu_img: str, output: str = "raw", **limits: int) -> ImageConversionPlugin:
-    values = {"cpu_seconds": 60, "memory_mib": 1024} | limits
+    values = {"cpu_seconds": 60, "memory_mib": 2048} | limits
     return ImageConversionPlugin(output, POLICY, qemu_img=qemu_img, **values)
 
 
