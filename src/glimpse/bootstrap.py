@@ -62,7 +62,10 @@ class Node:
     cache: DiskImageCache | None = None
     _watchdog: asyncio.Task[None] | None = None
 
-    async def start(self, *, run_migrations: bool = True) -> None:
+    async def start(self, *, run_migrations: bool = True, recover: bool = True) -> None:
+        """Serve. ``recover=False`` for one of several worker processes of a node: the
+        parent recovered once before forking, and a worker that is restarted must not
+        take its live siblings' uploads and imports for interrupted ones."""
         if self.cache is not None:  # refuses a directory another node uses
             await asyncio.to_thread(self.cache.prepare)
         if run_migrations:
@@ -72,6 +75,14 @@ class Node:
             await migrate.upgrade(self.db)
         for driver in self.file_drivers:
             driver.prepare()
+        if recover:
+            await self.recover_interrupted_work()
+        self._watchdog = asyncio.create_task(self._watch_leases())
+        self.services.cache.start()
+
+    async def recover_interrupted_work(self) -> None:
+        """What this node was doing when it stopped: partial files, uploads, imports."""
+        for driver in self.file_drivers:
             removed = driver.remove_temporary_files()
             if removed:
                 log.warning("removed %d partial files left by an interrupted write", removed)
@@ -81,8 +92,6 @@ class Node:
         failed = await self.services.imports.recover(include_own=True)
         if failed:
             log.warning("%d imports interrupted by a restart were failed cleanly", failed)
-        self._watchdog = asyncio.create_task(self._watch_leases())
-        self.services.cache.start()
 
     async def _watch_leases(self) -> None:
         """Fail imports whose node stopped renewing its lease (another node died)."""
@@ -131,6 +140,7 @@ def build_stores(settings: Settings) -> tuple[StoreRegistry, list[FileStoreDrive
                 chunk_size=config.chunk_size,
                 file_perm=config.file_perm,
                 thin_provisioning=config.thin_provisioning,
+                node_id=settings.node_id,
             )
             file_drivers.append(driver)
         elif config.type in _DRIVER_FACTORIES:
@@ -231,7 +241,9 @@ def build_cache(settings: Settings) -> DiskImageCache | None:
     )
 
 
-def build_node(settings: Settings, *, migrate_on_start: bool = True) -> Node:
+def build_node(
+    settings: Settings, *, migrate_on_start: bool = True, recover_on_start: bool = True
+) -> Node:
     """Everything one node needs; ``migrate_on_start=False`` for server workers whose
     parent already brought the database up to date."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -267,7 +279,7 @@ def build_node(settings: Settings, *, migrate_on_start: bool = True) -> Node:
         allow_encrypted=settings.allow_encrypted_images,
     )
     staging_dir = settings.staging_dir or settings.data_dir / "staging"
-    staging_driver = FileStoreDriver([staging_dir])
+    staging_driver = FileStoreDriver([staging_dir], node_id=settings.node_id)
     file_drivers.append(staging_driver)
     staging = ManagedStore("os_glance_staging_store", staging_driver,
                            hashing_algorithm=settings.hashing_algorithm)
@@ -308,6 +320,7 @@ def build_node(settings: Settings, *, migrate_on_start: bool = True) -> Node:
             images, image_repo, task_repo, stores, staging, runner,
             settings.imports.enabled_methods, settings.image_size_cap, format_policy,
             settings.node_id, settings.imports.lease_seconds,
+            self_url=settings.worker_self_reference_url or settings.public_endpoint,
         ),
         health=HealthService(image_repo, stores),
         metadefs=metadefs,
@@ -335,7 +348,7 @@ def build_node(settings: Settings, *, migrate_on_start: bool = True) -> Node:
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
-        await node.start(run_migrations=migrate_on_start)
+        await node.start(run_migrations=migrate_on_start, recover=recover_on_start)
         try:
             yield
         finally:

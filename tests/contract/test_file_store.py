@@ -115,6 +115,36 @@ async def test_interrupted_write_leftovers_are_removed_at_start(driver: FileStor
     assert not leftover.exists()
 
 
+async def test_a_restarting_node_leaves_other_nodes_writes_on_a_shared_store(
+    tmp_path: Path,
+) -> None:
+    shared = tmp_path / "share"
+    node_a = FileStoreDriver([shared], node_id="api-a.example")
+    node_b = FileStoreDriver([shared], node_id="api-b.example")
+    node_a.prepare()
+    node_b.prepare()
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow() -> AsyncIterator[bytes]:
+        yield b"x" * 1024
+        started.set()
+        await release.wait()
+        yield b"y" * 1024
+
+    writing = asyncio.create_task(ManagedStore("file", node_a).add(IMAGE_ID, slow()))
+    await started.wait()
+    await asyncio.sleep(0.2)
+    live = [p for p in shared.iterdir() if p.name.startswith(".tmp-")]
+    assert len(live) == 1
+    (shared / ".tmp-api_b.example~dead-0000").write_bytes(b"partial")
+    assert node_b.remove_temporary_files() == 1  # its own leftover only
+    assert live[0].exists()
+    release.set()
+    stored = await writing
+    assert stored.size == 2048
+    assert (shared / IMAGE_ID).read_bytes() == b"x" * 1024 + b"y" * 1024
+
+
 async def test_thin_provisioning_writes_zero_runs_as_holes(tmp_path: Path) -> None:
     driver = FileStoreDriver([tmp_path / "thin"], thin_provisioning=True)
     driver.prepare()

@@ -49,9 +49,10 @@ def serve(config_files: tuple[str, ...], bind_host: str | None, bind_port: int |
     from glimpse.bootstrap import build_node
 
     if settings.workers > 1:
-        # Each worker builds its own node from the same configuration; migrations are
-        # run once here first so the workers do not race to apply them.
-        _run_migrations(settings)
+        # Each worker builds its own node from the same configuration; migrations and
+        # the recovery of interrupted work run once here first, so the workers do not
+        # race to apply them (nor take each other's work for interrupted work).
+        _run_migrations(settings, recover=True)
         import os
 
         os.environ["GLIMPSE_CONFIG"] = ":".join(config_files)
@@ -80,7 +81,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _run_migrations(settings: Settings) -> None:
+def _run_migrations(settings: Settings, *, recover: bool = False) -> None:
     from glimpse.bootstrap import build_node
     from glimpse.db.sql import migrate
 
@@ -89,6 +90,10 @@ def _run_migrations(settings: Settings) -> None:
     async def run() -> None:
         try:
             await migrate.upgrade(node.db)
+            if recover:
+                for driver in node.file_drivers:
+                    driver.prepare()
+                await node.recover_interrupted_work()
         finally:
             await node.stop()
 

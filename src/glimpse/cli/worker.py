@@ -17,5 +17,6 @@ def app() -> Starlette:
     settings = load_settings(
         environment_config_files(), {k: v for k, v in overrides.items() if v is not None}
     )
-    # `glimpse serve` ran the migrations before starting the workers.
-    return build_node(settings, migrate_on_start=False).app
+    # `glimpse serve` ran the migrations and the start-up recovery before starting the
+    # workers; a worker uvicorn restarts must leave its siblings' work alone.
+    return build_node(settings, migrate_on_start=False, recover_on_start=False).app

@@ -8,8 +8,10 @@ On disk, per directory::
                                       share is taken as unmounted and the store refuses
                                       writes instead of filling the empty mount point
     <datadir>/<image_id>              committed image data; location file://<datadir>/<id>
-    <datadir>/.tmp-<image_id>-<rand>  data being written; renamed over <image_id> only
-                                      after fsync, removed on any failure
+    <datadir>/.tmp-<node>~<id>-<rand> data being written by node <node>; renamed over
+                                      <image_id> only after fsync, removed on any failure
+                                      (and by that node when it starts again: on a
+                                      share, other nodes' partial files are live writes)
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import re
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -40,6 +43,7 @@ class FileStoreDriver:
         chunk_size: int = 1024 * 1024,
         file_perm: int = 0,
         thin_provisioning: bool = False,
+        node_id: str = "",
     ) -> None:
         if not datadirs:
             raise ValueError("a file store needs at least one directory")
@@ -47,6 +51,7 @@ class FileStoreDriver:
         self.chunk_size = chunk_size
         self.file_perm = file_perm
         self.thin_provisioning = thin_provisioning
+        self._tmp_prefix = f"{TMP_PREFIX}{re.sub(r'[^A-Za-z0-9_.]', '_', node_id)}~"
 
     @property
     def datadir(self) -> Path:
@@ -66,13 +71,17 @@ class FileStoreDriver:
                 marker.write_text("glimpse file store\n")
 
     def remove_temporary_files(self) -> int:
-        """Delete leftovers of writes interrupted by a crash; returns how many."""
+        """Delete this node's leftovers of writes interrupted by a crash (and unowned
+        ones from before temporary names carried the node); returns how many."""
         removed = 0
         for datadir in self.datadirs:
             if not datadir.is_dir():
                 continue
             for entry in datadir.iterdir():
-                if entry.name.startswith(TMP_PREFIX):
+                name = entry.name
+                if name.startswith(self._tmp_prefix) or (
+                    name.startswith(TMP_PREFIX) and "~" not in name
+                ):
                     entry.unlink(missing_ok=True)
                     removed += 1
         return removed
@@ -104,7 +113,7 @@ class FileStoreDriver:
     async def write(self, image_id: str, chunks: AsyncIterator[bytes]) -> WrittenData:
         datadir = await asyncio.to_thread(self._choose_dir)
         final = datadir / image_id
-        tmp = datadir / f"{TMP_PREFIX}{image_id}-{secrets.token_hex(4)}"
+        tmp = datadir / f"{self._tmp_prefix}{image_id}-{secrets.token_hex(4)}"
         try:
             fd = await asyncio.to_thread(
                 os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
