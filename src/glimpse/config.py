@@ -32,6 +32,13 @@ _DEFAULT_OPTS = [
         "tokens (static token file), keystone.",
     ),
     cfg.StrOpt("public_endpoint", help="URL shown in the versions document and links."),
+    cfg.StrOpt(
+        "worker_self_reference_url",
+        help="The URL other nodes reach this node by. A node that stages glance-direct "
+        "data records it on the image; other nodes replay import and delete requests "
+        "there. Unset: public_endpoint (the same on every node: no replaying, so the "
+        "staging area must be shared).",
+    ),
     cfg.StrOpt("hashing_algorithm", default="sha512", help="Algorithm of os_hash_value."),
     cfg.IntOpt("image_size_cap", default=1099511627776, min=0, help="Largest image in bytes."),
     cfg.StrOpt(
@@ -331,6 +338,7 @@ class Settings:
     workers: int
     auth_strategy: str
     public_endpoint: str | None
+    worker_self_reference_url: str | None
     hashing_algorithm: str
     image_size_cap: int
     user_storage_quota: int
@@ -422,6 +430,7 @@ def settings_from_conf(
         workers=conf.workers,
         auth_strategy=auth_strategy,
         public_endpoint=conf.public_endpoint,
+        worker_self_reference_url=conf.worker_self_reference_url,
         hashing_algorithm=conf.hashing_algorithm,
         image_size_cap=conf.image_size_cap,
         user_storage_quota=parse_size(conf.user_storage_quota),

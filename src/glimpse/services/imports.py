@@ -40,6 +40,8 @@ from glimpse.stores.registry import ManagedStore, SizeLimit, StoreRegistry
 log = logging.getLogger(__name__)
 
 METHODS = ("glance-direct", "web-download", "copy-image")
+# The URL of the node holding an image's staged data (Glance's name; never shown).
+STAGE_HOST = "os_glance_stage_host"
 _REQUIRED_STATUS = {"glance-direct": "uploading", "web-download": "queued", "copy-image": "active"}
 
 
@@ -66,6 +68,7 @@ class ImportService:
         format_policy: FormatPolicy,
         node_id: str,
         lease_seconds: int,
+        self_url: str | None = None,
     ) -> None:
         self.images = images
         self.repo = repo
@@ -78,6 +81,8 @@ class ImportService:
         self.format_policy = format_policy
         self.node_id = node_id
         self.lease_seconds = lease_seconds
+        # How other nodes reach this one; None: staging is shared, nothing is replayed.
+        self.self_url = self_url.rstrip("/") if self_url else None
 
     # -- staging -----------------------------------------------------------------------
 
@@ -123,7 +128,11 @@ class ImportService:
             await asyncio.shield(self._unstage(image_id, location))
             raise
         updated = await self.repo.update(
-            image_id, ImageChanges(core={"size": stored.size, "data_node": None}),
+            image_id,
+            ImageChanges(
+                core={"size": stored.size, "data_node": None},
+                set_properties={STAGE_HOST: self.self_url} if self.self_url else {},
+            ),
             expected_status=["uploading"],
         )
         if updated is None:
@@ -138,7 +147,11 @@ class ImportService:
                 log.exception("could not remove staged data of %s", image_id)
         if revert:
             await self.repo.update(
-                image_id, ImageChanges(core={"status": "queued", "size": None, "data_node": None}),
+                image_id,
+                ImageChanges(
+                    core={"status": "queued", "size": None, "data_node": None},
+                    remove_properties=(STAGE_HOST,),
+                ),
                 expected_status=["uploading"],
             )
 
@@ -146,6 +159,14 @@ class ImportService:
 
     def import_methods(self) -> tuple[str, ...]:
         return self.enabled_methods
+
+    async def stage_host(self, ctx: RequestContext, image_id: str) -> str | None:
+        """The node holding this image's staged data, when that is another node."""
+        image = await self.images.get_image(ctx, image_id)
+        host = image.properties.get(STAGE_HOST)
+        if not host or host.rstrip("/") == self.self_url:
+            return None
+        return host
 
     async def import_image(self, ctx: RequestContext, image_id: str, req: ImportRequest) -> Task:
         if req.method not in METHODS or req.method not in self.enabled_methods:
@@ -206,6 +227,8 @@ class ImportService:
             return ImageChanges(
                 core={"status": new_status},
                 set_properties={LOCK: task.id, IMPORTING: ",".join(targets), FAILED: ""},
+                # The data is claimed by this import: nothing more to replay elsewhere.
+                remove_properties=(STAGE_HOST,) if STAGE_HOST in current.properties else (),
             )
 
         if await self.repo.modify(image_id, take_lock) is None:

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import Response
 
+from glimpse.api.forwarding import forward, was_forwarded
 from glimpse.api.http import context, json_response, read_json
 from glimpse.api.state import ApiOptions, state
 from glimpse.db.base import SORT_KEYS, Comparison, ImageQuery
@@ -139,7 +140,19 @@ async def show_image(request: Request) -> Response:
 
 async def delete_image(request: Request) -> Response:
     st = state(request)
-    await st.services.images.delete_image(context(request), request.path_params["image_id"])
+    ctx = context(request)
+    image_id = request.path_params["image_id"]
+    imports = st.services.imports
+    host = None if was_forwarded(request) else await imports.stage_host(ctx, image_id)
+    if host is not None:
+        # The node holding the staged data deletes the image and its staged file. If it
+        # cannot be reached the image is deleted here; that node reclaims the orphaned
+        # file in its next periodic check (or when it starts again).
+        answer = await forward(request, host, None, self_url=imports.self_url,
+                               request_id=ctx.request_id)
+        if answer.status_code < 500:
+            return answer
+    await st.services.images.delete_image(ctx, image_id)
     return Response(status_code=204)
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from glimpse.api.forwarding import forward, was_forwarded
 from glimpse.api.http import context, json_response, read_json
 from glimpse.api.state import state
 from glimpse.api.v2.image_data import declared_size, request_chunks, required_octet_stream
@@ -45,8 +47,19 @@ async def import_image(request: Request) -> Response:
         raise InvalidInput("stores must be a list of store identifiers.")
     all_stores = _flag(body, "all_stores", False)
     must_succeed = _flag(body, "all_stores_must_succeed", True)
-    await st.services.imports.import_image(
-        context(request),
+    ctx = context(request)
+    imports = st.services.imports
+    if method["name"] == "glance-direct" and not was_forwarded(request):
+        host = await imports.stage_host(ctx, request.path_params["image_id"])
+        if host is not None:
+            # The staged data is on that node: it runs the import, with the caller's
+            # credentials, as if called there.
+            return await forward(
+                request, host, orjson.dumps(body), self_url=imports.self_url,
+                request_id=ctx.request_id,
+            )
+    await imports.import_image(
+        ctx,
         request.path_params["image_id"],
         ImportRequest(
             method=method["name"], uri=uri, stores=tuple(stores) if stores else None,
