@@ -155,6 +155,14 @@ class ImportService:
                 expected_status=["uploading"],
             )
 
+    async def discard_staged(self, image_id: str) -> None:
+        """A deleted image's staged data goes with it (as in Glance), not at the next
+        periodic reclaim."""
+        try:
+            await self.staging.delete(self.runner.staged_path(image_id).as_uri())
+        except Exception:
+            log.exception("could not remove staged data of %s", image_id)
+
     # -- import ------------------------------------------------------------------------
 
     def import_methods(self) -> tuple[str, ...]:

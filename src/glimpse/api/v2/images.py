@@ -153,6 +153,7 @@ async def delete_image(request: Request) -> Response:
         if answer.status_code < 500:
             return answer
     await st.services.images.delete_image(ctx, image_id)
+    await imports.discard_staged(image_id)
     return Response(status_code=204)
 
 

@@ -13,6 +13,8 @@ from alembic.script import ScriptDirectory
 from glimpse.db.sql.session import Database
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# Nodes of a cluster start together; one upgrades, the others wait and find it done.
+_UPGRADE_LOCK = 0x6C696D7073  # "limps": any constant the cluster's nodes share
 
 
 def alembic_config() -> Config:
@@ -25,6 +27,8 @@ async def upgrade(db: Database, revision: str = "head") -> None:
     config = alembic_config()
 
     def run(connection: Any) -> None:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_UPGRADE_LOCK})")
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
