@@ -40,6 +40,8 @@ from glimpse.services.images import ImageRules, ImageService
 from glimpse.services.imports import ImportService
 from glimpse.services.members import MemberService
 from glimpse.services.metadefs import MetadefService
+from glimpse.services.purge import Purger
+from glimpse.services.scrubber import Scrubber
 from glimpse.services.stores import StoreService
 from glimpse.stores.base import StoreDriver
 from glimpse.stores.file import FileStoreDriver
@@ -61,6 +63,10 @@ class Node:
     runner: ImportRunner
     cache: DiskImageCache | None = None
     _watchdog: asyncio.Task[None] | None = None
+    # Delayed delete: the scrubber (run here when delayed_delete is on) and db purge.
+    scrubber: Scrubber | None = None
+    purger: Purger | None = None
+    _scrubbing: asyncio.Task[None] | None = None
 
     async def start(self, *, run_migrations: bool = True, recover: bool = True) -> None:
         """Serve. ``recover=False`` for one of several worker processes of a node: the
@@ -79,6 +85,8 @@ class Node:
             await self.recover_interrupted_work()
         self._watchdog = asyncio.create_task(self._watch_leases())
         self.services.cache.start()
+        if self.scrubber is not None and self.settings.scrubber.delayed_delete:
+            self._scrubbing = asyncio.create_task(self.scrubber.run_forever())
 
     async def recover_interrupted_work(self) -> None:
         """What this node was doing when it stopped: partial files, uploads, imports."""
@@ -104,6 +112,9 @@ class Node:
                 log.exception("checking for abandoned imports failed")
 
     async def stop(self) -> None:
+        if self._scrubbing is not None:
+            self._scrubbing.cancel()
+            await asyncio.gather(self._scrubbing, return_exceptions=True)
         await self.services.cache.stop()
         if self._watchdog is not None:
             self._watchdog.cancel()
@@ -270,6 +281,8 @@ def build_node(
             if settings.validate_image_properties_against_metadefs else None
         ),
         cache=cache,
+        delayed_delete=settings.scrubber.delayed_delete,
+        node_id=settings.node_id,
     )
     format_policy = FormatPolicy(
         disk_formats=settings.disk_formats,
@@ -355,5 +368,7 @@ def build_node(
             await node.stop()
 
     app = create_app(api_state, lifespan)
-    node = Node(settings, db, stores, file_drivers, services, app, runner, cache)
+    node = Node(settings, db, stores, file_drivers, services, app, runner, cache,
+                scrubber=Scrubber(image_repo, stores, settings.scrubber, settings.node_id),
+                purger=Purger(image_repo))
     return node

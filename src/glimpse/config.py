@@ -80,6 +80,19 @@ _DEFAULT_OPTS = [
     ),
 ]
 
+# Delayed delete and the scrubber, as Glance names them ([DEFAULT]).
+_SCRUBBER_OPTS = [
+    cfg.BoolOpt("delayed_delete", default=False,
+                help="DELETE hides the image as pending_delete and keeps its data; the "
+                "scrubber removes the data later (glimpse scrub, or inside glimpse serve)."),
+    cfg.IntOpt("scrub_time", default=0, min=0,
+               help="Seconds an image stays pending_delete before its data is scrubbed."),
+    cfg.IntOpt("scrub_pool_size", default=1, min=1,
+               help="Images one scrubber pass removes data of at the same time."),
+    cfg.IntOpt("wakeup_time", default=300, min=0,
+               help="Seconds between scrubber passes (glimpse serve, glimpse scrub --daemon)."),
+]
+
 _IMPORT_OPTS = [
     cfg.ListOpt(
         "image_import_plugins",
@@ -275,6 +288,7 @@ def build_config_opts() -> cfg.ConfigOpts:
     conf.register_opts(_FORMAT_OPTS, group="image_format")
     conf.register_opts(_POLICY_OPTS, group="oslo_policy")
     conf.register_opts(_GLIMPSE_OPTS, group="glimpse")
+    conf.register_opts(_SCRUBBER_OPTS)
     conf.register_opts(_IMPORT_OPTS, group="image_import_opts")
     conf.register_opts(_IMPORT_FILTER_OPTS, group="import_filtering_opts")
     conf.register_opts(_CONVERSION_OPTS, group="image_conversion")
@@ -332,6 +346,16 @@ class ImportSettings:
 
 
 @dataclass(frozen=True)
+class ScrubberSettings:
+    """Delayed delete and the scrubber (Glance's option names)."""
+
+    delayed_delete: bool = False
+    scrub_time: int = 0
+    scrub_pool_size: int = 1
+    wakeup_time: int = 300
+
+
+@dataclass(frozen=True)
 class Settings:
     bind_host: str
     bind_port: int
@@ -382,6 +406,7 @@ class Settings:
     image_cache_stall_time: int = 86400
     image_cache_driver: str = "sqlite"
     cache_prefetcher_interval: int = 300
+    scrubber: ScrubberSettings = ScrubberSettings()
 
     @property
     def store_dir(self) -> Path:
@@ -471,6 +496,10 @@ def settings_from_conf(
         image_cache_stall_time=conf.image_cache_stall_time,
         image_cache_driver=conf.image_cache_driver.lower(),
         cache_prefetcher_interval=conf.cache_prefetcher_interval,
+        scrubber=ScrubberSettings(
+            delayed_delete=conf.delayed_delete, scrub_time=conf.scrub_time,
+            scrub_pool_size=conf.scrub_pool_size, wakeup_time=conf.wakeup_time,
+        ),
     )
 
 

@@ -112,6 +112,56 @@ class ImageRepository(Protocol):
 
     async def images_in_status(self, status: str, node_id: str | None = None) -> list[Image]: ...
 
+    # -- deletion -------------------------------------------------------------------
+    # One DELETE or one scrubber at a time removes an image's data: it claims the image
+    # first (a compare-and-set with an expiry, so a holder that dies loses it), and only
+    # the claimant may then mark the image pending_delete or deleted.
+
+    async def claim(self, image_id: str, claimant: str, lease_seconds: int) -> Image | None:
+        """Claim a live (not deleted) image nobody else holds; the image with its active
+        locations, or None (gone, or claimed by someone else)."""
+        ...
+
+    async def claim_pending_delete(
+        self, image_id: str, claimant: str, lease_seconds: int, deleted_before: datetime
+    ) -> Image | None:
+        """Claim a pending_delete image deleted before the cutoff that nobody holds; the
+        image with its pending_delete locations, or None."""
+        ...
+
+    async def renew_claim(self, image_id: str, claimant: str, lease_seconds: int) -> bool: ...
+
+    async def release_claim(self, image_id: str, claimant: str) -> None: ...
+
+    async def mark_pending_delete(self, image_id: str, claimant: str) -> bool:
+        """Hide the claimed image as pending_delete (its active locations too), keeping
+        its properties, tags and members; releases the claim."""
+        ...
+
+    async def mark_deleted(
+        self, image_id: str, claimant: str, *, expected_version: int | None = None
+    ) -> bool:
+        """The claimant's last step: the image (live or pending_delete) becomes deleted
+        and loses its properties, tags, members and locations; the row stays."""
+        ...
+
+    async def pending_delete_ids(self, deleted_before: datetime) -> list[str]:
+        """pending_delete images deleted before the cutoff and not claimed, oldest first."""
+        ...
+
+    async def restore(self, image_id: str) -> Image:
+        """pending_delete -> active with its locations; ImageNotFound or Conflict."""
+        ...
+
+    async def purge_deleted(self, deleted_before: datetime, max_rows: int) -> dict[str, int]:
+        """Hard-delete rows of images deleted before the cutoff (never the images rows)
+        and of tasks expired before it; rows removed per table."""
+        ...
+
+    async def purge_images_table(self, deleted_before: datetime, max_rows: int) -> int:
+        """Hard-delete the images rows deleted before the cutoff (their ids become free)."""
+        ...
+
 
 class TaskRepository(Protocol):
     async def create(self, task: Task, *, lease_node: str, lease_seconds: int) -> Task: ...

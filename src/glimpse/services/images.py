@@ -6,9 +6,11 @@ check the rules, write under a compare-and-set guard.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from glimpse.cache.base import ImageCache
@@ -21,14 +23,22 @@ from glimpse.domain.errors import (
     LimitExceeded,
     NotFound,
     ProtectedImage,
+    StoreUnavailable,
 )
-from glimpse.domain.image import RESERVED_PREFIX, Image
+from glimpse.domain.image import RESERVED_PREFIX, Image, Location
 from glimpse.domain.status import check_transition
 from glimpse.policy.context import RequestContext
 from glimpse.policy.enforcer import PolicyEnforcer
+from glimpse.services.deletion import CLAIM_SECONDS, Claim, DataRemover
 from glimpse.stores.registry import StoreRegistry
 
 log = logging.getLogger(__name__)
+
+# How long a DELETE waits for another one (or a scrubber) holding the same image.
+_CLAIM_WAIT_SECONDS = 30
+# Rounds of "remove the data, then the record" before giving up on an image that keeps
+# gaining locations.
+_DELETE_ROUNDS = 5
 
 
 # Refuses property values (InvalidInput); see MetadefService.check_image_properties.
@@ -65,6 +75,9 @@ class ImageService:
         rules: ImageRules,
         property_check: PropertyCheck | None = None,
         cache: ImageCache | None = None,
+        *,
+        delayed_delete: bool = False,
+        node_id: str = "glimpse",
     ) -> None:
         # This node's image cache: a deleted or deactivated image's copy is dropped.
         self.cache = cache
@@ -75,6 +88,9 @@ class ImageService:
         self.rules = rules
         # Optional: the metadefs catalogue's check of property values (off by default).
         self.property_check = property_check
+        # DELETE hides images with data as pending_delete; the scrubber removes the data.
+        self.delayed_delete = delayed_delete
+        self.remover = DataRemover(images, stores, node_id)
 
     # -- reading ----------------------------------------------------------------
 
@@ -310,26 +326,79 @@ class ImageService:
     # -- lifecycle --------------------------------------------------------------
 
     async def delete_image(self, ctx: RequestContext, image_id: str) -> None:
+        """Glance's order: the data goes first, the record last, so a store that refuses
+        (RBD data with clones: 409) or cannot be reached (503) leaves the image as it
+        was, still active with every location whose data is still there. With
+        ``delayed_delete`` an image with data is only hidden as pending_delete; the
+        scrubber removes its data later."""
         image = await self.get_image(ctx, image_id)
         self.policy.authorize(ctx, "delete_image", await self.target(ctx, image))
-        if image.protected:
-            raise ProtectedImage(f"Image {image_id} is protected and cannot be deleted.")
-        if not await self.images.delete(image_id):
-            raise ImageNotFound(image_id)
+        _check_deletable(image)
+        async with self._deletion_claim(image_id) as claim:
+            _check_deletable(claim.image)  # as it is now: a PATCH may have protected it
+            if self.delayed_delete and claim.image.locations:
+                if not await self.images.mark_pending_delete(image_id, claim.claimant):
+                    raise ImageNotFound(image_id)
+            else:
+                await self._remove_data_then_record(claim)
         if self.cache is not None:
             await self.cache.forget(image_id)
-        await self._remove_data(image.locations)
 
-    async def _remove_data(self, locations: Iterable[object]) -> None:
-        for location in locations:
-            url = getattr(location, "url", "")
-            store = self.stores.for_location(getattr(location, "store", None), url)
-            if store is None:
-                continue
-            try:
-                await store.delete(url)
-            except Exception:  # the record is gone; leftover bytes are an orphan to scrub
-                log.exception("could not remove data at %s", url)
+    @asynccontextmanager
+    async def _deletion_claim(self, image_id: str) -> AsyncIterator[Claim]:
+        """The image, claimed for deletion; waits while another request or a scrubber
+        holds it, then 404 if that one deleted it (two racing DELETEs: one 204, one
+        404), or 409 if it still holds it after a while."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _CLAIM_WAIT_SECONDS
+        while True:
+            async with self.remover.holding(
+                lambda claimant: self.images.claim(image_id, claimant, CLAIM_SECONDS),
+                "delete",
+            ) as claim:
+                if claim is not None:
+                    yield claim
+                    return
+            if await self.images.get(image_id) is None:
+                raise ImageNotFound(image_id)
+            if loop.time() > deadline:
+                raise Conflict(
+                    f"Image {image_id} is being deleted by another request; try again later."
+                )
+            await asyncio.sleep(0.1)
+
+    async def _remove_data_then_record(self, claim: Claim) -> None:
+        image = claim.image
+        for _ in range(_DELETE_ROUNDS):
+            for location in image.locations:
+                await self._remove_location(image.id, location)
+            current = await self.images.get(image.id)
+            if current is None:
+                raise ImageNotFound(image.id)
+            # Guarded on the version: a location added meanwhile (a copy-image that was
+            # finishing) is removed in the next round instead of being left behind.
+            if not current.locations and await self.images.mark_deleted(
+                image.id, claim.claimant, expected_version=current.version
+            ):
+                return
+            image = current
+        raise Conflict(f"Image {image.id} kept changing while being deleted; try again.")
+
+    async def _remove_location(self, image_id: str, location: Location) -> None:
+        try:
+            await self.remover.remove(image_id, location, unknown_store_ok=True)
+        except Conflict as exc:
+            log.warning("image %s not deleted: its data at %s is in use: %s", image_id,
+                        location.url, exc.message)
+            raise Conflict(
+                f"Image {image_id} could not be deleted because it is in use: {exc.message}"
+            ) from exc
+        except StoreUnavailable as exc:
+            log.warning("image %s not deleted: %s", image_id, exc.message)
+            raise StoreUnavailable(
+                f"Image {image_id} could not be deleted: {exc.message}. The image keeps "
+                "the data that could not be removed; try again later."
+            ) from exc
 
     async def deactivate(self, ctx: RequestContext, image_id: str) -> None:
         image = await self.get_image(ctx, image_id)
@@ -370,6 +439,11 @@ _PATCHABLE_CORE = frozenset(
         "disk_format", "container_format", "tags",
     }
 )
+
+
+def _check_deletable(image: Image) -> None:
+    if image.protected:
+        raise ProtectedImage(f"Image {image.id} is protected and cannot be deleted.")
 
 
 def _visible(ctx: RequestContext, image: Image, target: Mapping[str, object]) -> bool:

@@ -25,6 +25,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -37,8 +38,15 @@ from glimpse.db.sql.tables import (
     image_properties,
     image_tags,
     images,
+    tasks,
 )
-from glimpse.domain.errors import Duplicate, InvalidInput, LimitExceeded
+from glimpse.domain.errors import (
+    Conflict,
+    Duplicate,
+    ImageNotFound,
+    InvalidInput,
+    LimitExceeded,
+)
 from glimpse.domain.image import Image, Location, Member
 
 _CORE_COLUMNS = (
@@ -260,10 +268,18 @@ class SqlImageRepository:
         await self._db.run_read(lambda conn: conn.execute(select(literal(1))).all())
 
     async def active_location_urls(self) -> set[str]:
+        # Data of pending_delete images still belongs to them (the scrubber removes it,
+        # ``glimpse scrub --restore`` brings it back): it is not an orphan.
         stmt = (
             select(image_locations.c.url)
             .join(images, images.c.id == image_locations.c.image_id)
-            .where(image_locations.c.status == "active", images.c.deleted.is_(False))
+            .where(
+                or_(
+                    and_(image_locations.c.status == "active", images.c.deleted.is_(False)),
+                    and_(image_locations.c.status == "pending_delete",
+                         images.c.status == "pending_delete"),
+                )
+            )
         )
         return await self._db.run_read(lambda conn: {row[0] for row in conn.execute(stmt)})
 
@@ -274,6 +290,263 @@ class SqlImageRepository:
         return await self._db.run_read(
             lambda conn: _hydrate(conn, conn.execute(stmt).mappings().all())
         )
+
+    # -- deletion: claims, pending_delete, scrubbing, purging ------------------------
+
+    async def claim(self, image_id: str, claimant: str, lease_seconds: int) -> Image | None:
+        now = utcnow()
+        guard = [images.c.id == image_id, images.c.deleted.is_(False), _claim_free(now)]
+        return await self._db.run_write(
+            lambda conn: _take_claim(conn, image_id, claimant, now, lease_seconds, guard)
+        )
+
+    async def claim_pending_delete(
+        self, image_id: str, claimant: str, lease_seconds: int, deleted_before: datetime
+    ) -> Image | None:
+        now = utcnow()
+        guard = [
+            images.c.id == image_id, images.c.deleted.is_(True),
+            images.c.status == "pending_delete", images.c.deleted_at <= deleted_before,
+            _claim_free(now),
+        ]
+        return await self._db.run_write(
+            lambda conn: _take_claim(conn, image_id, claimant, now, lease_seconds, guard)
+        )
+
+    async def renew_claim(self, image_id: str, claimant: str, lease_seconds: int) -> bool:
+        expires = utcnow() + timedelta(seconds=lease_seconds)
+        stmt = (
+            update(images)
+            .where(images.c.id == image_id, images.c.claimed_by == claimant)
+            .values(claim_expires=expires)
+        )
+        return bool(await self._db.run_write(lambda conn: conn.execute(stmt).rowcount))
+
+    async def release_claim(self, image_id: str, claimant: str) -> None:
+        stmt = (
+            update(images)
+            .where(images.c.id == image_id, images.c.claimed_by == claimant)
+            .values(claimed_by=None, claim_expires=None)
+        )
+        await self._db.run_write(lambda conn: conn.execute(stmt))
+
+    async def mark_pending_delete(self, image_id: str, claimant: str) -> bool:
+        now = utcnow()
+
+        def hide(conn: Connection) -> bool:
+            result = conn.execute(
+                update(images)
+                .where(images.c.id == image_id, images.c.deleted.is_(False),
+                       images.c.claimed_by == claimant)
+                .values(
+                    deleted=True, deleted_at=now, updated_at=now, status="pending_delete",
+                    version=images.c.version + 1, claimed_by=None, claim_expires=None,
+                )
+            )
+            if result.rowcount != 1:
+                return False
+            # Properties, tags and members stay: a restored image comes back whole.
+            conn.execute(
+                update(image_locations)
+                .where(image_locations.c.image_id == image_id,
+                       image_locations.c.status == "active")
+                .values(status="pending_delete")
+            )
+            return True
+
+        return await self._db.run_write(hide)
+
+    async def mark_deleted(
+        self, image_id: str, claimant: str, *, expected_version: int | None = None
+    ) -> bool:
+        now = utcnow()
+        guard = [
+            images.c.id == image_id, images.c.claimed_by == claimant,
+            images.c.status != "deleted",
+        ]
+        if expected_version is not None:
+            guard.append(images.c.version == expected_version)
+
+        def finish(conn: Connection) -> bool:
+            result = conn.execute(
+                update(images)
+                .where(*guard)
+                .values(
+                    deleted=True, status="deleted", updated_at=now,
+                    # A scrubbed image keeps the time it was deleted by its owner.
+                    deleted_at=func.coalesce(images.c.deleted_at, now),
+                    version=images.c.version + 1, claimed_by=None, claim_expires=None,
+                )
+            )
+            if result.rowcount != 1:
+                return False
+            # The row stays (ids are never reused); its satellites go.
+            for table in (image_properties, image_tags, image_members):
+                conn.execute(delete(table).where(table.c.image_id == image_id))
+            conn.execute(
+                update(image_locations)
+                .where(image_locations.c.image_id == image_id)
+                .values(status="deleted")
+            )
+            return True
+
+        return await self._db.run_write(finish)
+
+    async def pending_delete_ids(self, deleted_before: datetime) -> list[str]:
+        now = utcnow()
+        stmt = (
+            select(images.c.id)
+            .where(
+                images.c.deleted.is_(True), images.c.status == "pending_delete",
+                images.c.deleted_at <= deleted_before, _claim_free(now),
+            )
+            .order_by(images.c.deleted_at, images.c.id)
+        )
+        return await self._db.run_read(lambda conn: list(conn.scalars(stmt)))
+
+    async def restore(self, image_id: str) -> Image:
+        now = utcnow()
+
+        def bring_back(conn: Connection) -> Image:
+            row = conn.execute(
+                select(images.c.status, images.c.claimed_by, images.c.claim_expires)
+                .where(images.c.id == image_id)
+            ).first()
+            if row is None:
+                raise ImageNotFound(image_id)
+            if row.status != "pending_delete":
+                raise Conflict(
+                    f"Cannot restore image {image_id} from {row.status} to active (only "
+                    "pending_delete images can be restored)."
+                )
+            result = conn.execute(
+                update(images)
+                .where(images.c.id == image_id, images.c.status == "pending_delete",
+                       _claim_free(now))
+                .values(
+                    deleted=False, deleted_at=None, status="active", updated_at=now,
+                    version=images.c.version + 1, claimed_by=None, claim_expires=None,
+                )
+            )
+            if result.rowcount != 1:
+                raise Conflict(
+                    f"Image {image_id} is being scrubbed by {row.claimed_by}; its data may "
+                    "be partly removed. Try again when the scrubber has finished with it."
+                )
+            conn.execute(
+                update(image_locations)
+                .where(image_locations.c.image_id == image_id,
+                       image_locations.c.status == "pending_delete")
+                .values(status="active")
+            )
+            restored = _get(conn, image_id)
+            assert restored is not None
+            return restored
+
+        return await self._db.run_write(bring_back)
+
+    async def purge_deleted(self, deleted_before: datetime, max_rows: int) -> dict[str, int]:
+        """Rows of images deleted (not pending_delete) before the cutoff: their locations,
+        and properties, tags or members should any remain; and tasks that expired before
+        it. The images rows themselves stay (see ``purge_images_table``)."""
+        counts = await self._purge_satellites(deleted_before, max_rows)
+        counts["tasks"] = await self._purge(
+            tasks, (tasks.c.id,), tasks.c.expires_at < deleted_before, max_rows
+        )
+        return counts
+
+    async def purge_images_table(self, deleted_before: datetime, max_rows: int) -> int:
+        """Rows of images deleted before the cutoff, and whatever still refers to them;
+        their ids can then be used again."""
+        await self._purge_satellites(deleted_before, max_rows)
+        return await self._purge(
+            images, (images.c.id,),
+            images.c.id.in_(_purgeable_images(deleted_before)), max_rows,
+        )
+
+    async def _purge_satellites(self, deleted_before: datetime, max_rows: int) -> dict[str, int]:
+        doomed = _purgeable_images(deleted_before)
+        counts = {
+            "image_locations": await self._purge(
+                image_locations, (image_locations.c.id,),
+                image_locations.c.image_id.in_(doomed), max_rows,
+            )
+        }
+        for table, key in ((image_properties, "name"), (image_tags, "value"),
+                           (image_members, "member")):
+            counts[table.name] = await self._purge(
+                table, (table.c.image_id, table.c[key]), table.c.image_id.in_(doomed),
+                max_rows,
+            )
+        return counts
+
+    async def _purge(
+        self, table: Any, key: tuple[Any, ...], condition: ColumnElement[bool], max_rows: int
+    ) -> int:
+        """Delete the rows matching ``condition`` in transactions of at most ``max_rows``
+        rows each (all at once when negative), so no batch holds locks for long."""
+        if max_rows < 0:
+            stmt = delete(table).where(condition)
+        else:
+            # Not correlated: the batch is read from the very table being deleted from.
+            batch = select(*key).where(condition).limit(max_rows).correlate(None)
+            target = key[0] if len(key) == 1 else tuple_(*key)
+            stmt = delete(table).where(target.in_(batch))
+        total = 0
+        while True:
+            removed = int(await self._db.run_write(lambda conn: conn.execute(stmt).rowcount))
+            total += removed
+            if max_rows < 0 or removed < max_rows:
+                return total
+
+
+def _claim_free(now: datetime) -> ColumnElement[bool]:
+    return or_(images.c.claimed_by.is_(None), images.c.claim_expires < now)
+
+
+def _take_claim(
+    conn: Connection, image_id: str, claimant: str, now: datetime, lease_seconds: int,
+    guard: list[ColumnElement[bool]],
+) -> Image | None:
+    """Claim the image if ``guard`` holds; the image as claimed, with the locations whose
+    data the claimant is to remove (active ones, or pending_delete ones when deleted).
+
+    The claim does not bump ``version``: it changes nothing a reader of the image sees.
+    """
+    result = conn.execute(
+        update(images)
+        .where(*guard)
+        .values(claimed_by=claimant, claim_expires=now + timedelta(seconds=lease_seconds))
+    )
+    if result.rowcount != 1:
+        return None
+    row = conn.execute(select(images).where(images.c.id == image_id)).mappings().one()
+    image = _hydrate(conn, [row])[0]
+    if row["deleted"]:
+        image.locations = [
+            Location(url=url, store=store, metadata=json.loads(meta), status=status)
+            for url, store, meta, status in conn.execute(
+                select(image_locations.c.url, image_locations.c.store,
+                       image_locations.c.meta_data, image_locations.c.status)
+                .where(image_locations.c.image_id == image_id,
+                       image_locations.c.status == "pending_delete")
+                .order_by(image_locations.c.id)
+            )
+        ]
+    return image
+
+
+def _purgeable_images(deleted_before: datetime) -> Any:
+    # pending_delete images are deleted too, but their locations are the scrubber's
+    # work list: purging them would leave their data behind for good.
+    return (
+        select(images.c.id)
+        .where(
+            images.c.deleted.is_(True), images.c.status == "deleted",
+            images.c.deleted_at < deleted_before,
+        )
+        .correlate(None)
+    )
 
 
 class SqlMemberRepository:

@@ -43,6 +43,10 @@ images = Table(
     Column("deleted_at", DateTime),
     Column("version", Integer, nullable=False, default=0),
     Column("data_node", String(255)),
+    # Who is removing this image's data (a DELETE or a scrubber) and until when: a
+    # claim that a holder which died mid-way loses when it expires (migration 0004).
+    Column("claimed_by", String(255)),
+    Column("claim_expires", DateTime),
     # The default list walks (deleted, created_at, id); the others serve filters.
     Index("ix_images_list", "deleted", "created_at", "id"),
     Index("ix_images_owner", "owner", "deleted"),
@@ -51,6 +55,8 @@ images = Table(
     Index("ix_images_name", "name"),
     Index("ix_images_checksum", "checksum"),
     Index("ix_images_os_hash_value", "os_hash_value"),
+    # The scrubber and `glimpse db purge` walk deleted images oldest first.
+    Index("ix_images_deleted_at", "deleted", "deleted_at"),
 )
 
 image_properties = Table(
