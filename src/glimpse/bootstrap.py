@@ -335,7 +335,12 @@ def build_node(
             settings.node_id, settings.imports.lease_seconds,
             self_url=settings.worker_self_reference_url or settings.public_endpoint,
         ),
-        health=HealthService(image_repo, stores),
+        health=HealthService(
+            image_repo, stores, staging_dir=staging_dir, cache=cache,
+            cache_dir=settings.image_cache_dir, cache_max_size=settings.image_cache_max_size,
+            disable_file=settings.healthcheck_disable_file,
+            detailed=settings.healthcheck_detailed,
+        ),
         metadefs=metadefs,
         cache=CacheService(images, image_repo, stores, cache,
                            job_interval=settings.cache_prefetcher_interval),

@@ -117,6 +117,15 @@ _INJECT_OPTS = [
     cfg.ListOpt("ignore_user_roles", default=["admin"], help="Roles whose imports are left as is."),
 ]
 
+# oslo.middleware's healthcheck options, as glance-api.conf names them.
+_HEALTHCHECK_OPTS = [
+    cfg.BoolOpt("detailed", default=False, help="Show database latency, each store's "
+                "state and the free space of staging and the image cache in /healthcheck's "
+                "JSON answer (visible to anyone who can reach the endpoint)."),
+    cfg.StrOpt("disable_by_file_path", help="While this file exists /healthcheck answers "
+               "503 'DISABLED BY FILE', so load balancers drain the node before maintenance."),
+]
+
 _PASTE_OPTS = [cfg.StrOpt("flavor", help="Glance's pipeline flavor; 'keystone' selects keystone.")]
 
 _DATABASE_OPTS = [
@@ -283,6 +292,7 @@ def build_config_opts() -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
     conf.register_opts(_DEFAULT_OPTS)
     conf.register_opts(_PASTE_OPTS, group="paste_deploy")
+    conf.register_opts(_HEALTHCHECK_OPTS, group="healthcheck")
     conf.register_opts(_DATABASE_OPTS, group="database")
     conf.register_opts(_STORE_OPTS, group="glance_store")
     conf.register_opts(_FORMAT_OPTS, group="image_format")
@@ -406,6 +416,8 @@ class Settings:
     image_cache_stall_time: int = 86400
     image_cache_driver: str = "sqlite"
     cache_prefetcher_interval: int = 300
+    healthcheck_detailed: bool = False
+    healthcheck_disable_file: Path | None = None
     scrubber: ScrubberSettings = ScrubberSettings()
 
     @property
@@ -496,6 +508,11 @@ def settings_from_conf(
         image_cache_stall_time=conf.image_cache_stall_time,
         image_cache_driver=conf.image_cache_driver.lower(),
         cache_prefetcher_interval=conf.cache_prefetcher_interval,
+        healthcheck_detailed=conf.healthcheck.detailed,
+        healthcheck_disable_file=(
+            Path(conf.healthcheck.disable_by_file_path).expanduser()
+            if conf.healthcheck.disable_by_file_path else None
+        ),
         scrubber=ScrubberSettings(
             delayed_delete=conf.delayed_delete, scrub_time=conf.scrub_time,
             scrub_pool_size=conf.scrub_pool_size, wakeup_time=conf.wakeup_time,

@@ -9,6 +9,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from glimpse.api.http import json_response
 from glimpse.api.state import state
+from glimpse.services.health import Space
 
 # Versions 2.0 .. 2.18; 2.8 and 2.10-2.13 only when several stores are configured,
 # 2.14, 2.16 and 2.18 (cache clean and prune) only when the image cache is enabled,
@@ -64,18 +65,44 @@ async def members_schema(request: Request) -> Response:
 
 
 async def healthcheck(request: Request) -> Response:
-    """Plain "OK" as Glance's healthcheck; JSON with each store's state on request."""
+    """Plain "OK" as Glance's healthcheck; JSON with each store's state on request (and,
+    with ``[healthcheck] detailed``, latency and free space)."""
     health = await state(request).services.health.check()
     status = 200 if health.ok else 503
-    if "application/json" in request.headers.get("accept", ""):
-        return json_response(
-            {
-                "status": "OK" if health.ok else "FAILED",
-                "database": "OK" if health.database_ok else "FAILED",
-                "stores": {
-                    sid: {"readable": r, "writable": w} for sid, (r, w) in health.stores.items()
-                },
+    if health.disabled:
+        reason = "DISABLED BY FILE"
+    elif not health.database_ok:
+        reason = "database unavailable"
+    else:
+        reason = "OK"
+    if "application/json" not in request.headers.get("accept", ""):
+        return PlainTextResponse(reason, status)
+    body: dict[str, Any] = {
+        "status": "OK" if health.ok else "FAILED",
+        "reason": reason,
+        "database": "OK" if health.database_ok else "FAILED",
+        "stores": {
+            sid: {"readable": s.readable, "writable": s.writable}
+            for sid, s in health.stores.items()
+        },
+    }
+    if state(request).services.health.detailed:
+        body["detail"] = {
+            "database_ms": round(health.database_ms, 2),
+            "stores": {sid: s.detail for sid, s in health.stores.items() if s.detail},
+            "staging": _space(health.staging),
+            "cache": None if health.cache is None else {
+                **_space(health.cache.space),
+                "max_size": health.cache.max_size,
+                "cached_images": health.cache.cached_images,
+                "cached_bytes": health.cache.cached_bytes,
             },
-            status,
-        )
-    return PlainTextResponse("OK" if health.ok else "database unavailable", status)
+        }
+    return json_response(body, status)
+
+
+def _space(space: Space | None) -> dict[str, Any]:
+    if space is None:
+        return {}
+    return {"path": space.path, "free_bytes": space.free_bytes,
+            "total_bytes": space.total_bytes}
