@@ -144,6 +144,11 @@ def _register_groups() -> None:
     from glimpse.cli.cache import cache
 
     main.add_command(cache)
+    from glimpse.cli.scrub import purge, purge_images_table, scrub
+
+    main.add_command(scrub)
+    db.add_command(purge)
+    db.add_command(purge_images_table)
 
 
 _register_groups()

@@ -29,7 +29,7 @@ class Purger:
 
     async def purge(self, age_in_days: int, max_rows: int) -> dict[str, int]:
         """Rows removed per table; images rows are kept."""
-        cutoff = _cutoff(age_in_days, max_rows)
+        cutoff = check_purge_arguments(age_in_days, max_rows)
         counts = await self.repo.purge_deleted(cutoff, max_rows)
         for table, rows in counts.items():
             log.info("purged %d row(s) from %s (deleted more than %d day(s) ago)", rows,
@@ -38,14 +38,15 @@ class Purger:
 
     async def purge_images_table(self, age_in_days: int, max_rows: int) -> int:
         """Images rows removed (and whatever still referred to them)."""
-        cutoff = _cutoff(age_in_days, max_rows)
+        cutoff = check_purge_arguments(age_in_days, max_rows)
         rows = await self.repo.purge_images_table(cutoff, max_rows)
         log.warning("purged %d row(s) from images (deleted more than %d day(s) ago): their "
                     "ids may now be used again", rows, age_in_days)
         return rows
 
 
-def _cutoff(age_in_days: int, max_rows: int) -> datetime:
+def check_purge_arguments(age_in_days: int, max_rows: int) -> datetime:
+    """The deletion time before which rows are purged; InvalidInput for bad values."""
     if age_in_days < 1:
         raise InvalidInput(
             f"age_in_days must be a positive number of days, not {age_in_days}: rows of "
