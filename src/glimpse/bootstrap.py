@@ -24,14 +24,17 @@ from glimpse.auth.tokens import TokenFileAuth
 from glimpse.cache.disk import DiskImageCache
 from glimpse.config import Settings, resolve_database_url
 from glimpse.db.sql.metadef_repository import SqlMetadefRepository
+from glimpse.db.sql.quota_repository import SqlQuotaRepository
 from glimpse.db.sql.repositories import SqlImageRepository, SqlMemberRepository
 from glimpse.db.sql.session import Database
 from glimpse.db.sql.task_repository import SqlTaskRepository
+from glimpse.domain.quotas import USER_STORAGE_QUOTA
 from glimpse.formats.stream import FormatPolicy
 from glimpse.image_import.plugins import build_plugins
 from glimpse.image_import.runner import ImportRunner, RunnerConfig
 from glimpse.image_import.uri_filter import UriFilter
 from glimpse.policy.enforcer import PolicyEnforcer
+from glimpse.quota.base import LimitSource, StaticLimits
 from glimpse.services.bundle import Services
 from glimpse.services.cache import CacheService
 from glimpse.services.health import HealthService
@@ -41,6 +44,7 @@ from glimpse.services.imports import ImportService
 from glimpse.services.members import MemberService
 from glimpse.services.metadefs import MetadefService
 from glimpse.services.purge import Purger
+from glimpse.services.quotas import QuotaService
 from glimpse.services.scrubber import Scrubber
 from glimpse.services.stores import StoreService
 from glimpse.stores.base import StoreDriver
@@ -121,6 +125,29 @@ class Node:
             await asyncio.gather(self._watchdog, return_exceptions=True)
         await self.runner.cancel_all()
         await self.db.close()
+
+
+def build_limit_source(settings: Settings) -> LimitSource | None:
+    """Keystone unified limits, else the legacy per-project storage quota, else none."""
+    unified = settings.unified_limits
+    if unified.enabled:
+        # Imported here, as keystonemiddleware: nodes without Keystone skip keystoneauth.
+        from glimpse.quota.keystone import EndpointChoice, KeystoneLimits
+
+        return KeystoneLimits(
+            settings.config_files,
+            EndpointChoice(
+                endpoint_id=unified.endpoint_id,
+                service_type=unified.endpoint_service_type,
+                service_name=unified.endpoint_service_name,
+                region_name=unified.endpoint_region_name,
+                interface=unified.endpoint_interface,
+            ),
+            cache_seconds=unified.cache_time,
+        )
+    if settings.user_storage_quota > 0:
+        return StaticLimits({USER_STORAGE_QUOTA: settings.user_storage_quota})
+    return None
 
 
 def build_authenticator(settings: Settings) -> Authenticator:
@@ -265,6 +292,7 @@ def build_node(
     image_repo = SqlImageRepository(db)
     member_repo = SqlMemberRepository(db)
     metadefs = MetadefService(SqlMetadefRepository(db), policy)
+    quotas = QuotaService(SqlQuotaRepository(db), build_limit_source(settings))
     images = ImageService(
         image_repo,
         member_repo,
@@ -283,6 +311,7 @@ def build_node(
         cache=cache,
         delayed_delete=settings.scrubber.delayed_delete,
         node_id=settings.node_id,
+        quotas=quotas,
     )
     format_policy = FormatPolicy(
         disk_formats=settings.disk_formats,
@@ -322,7 +351,7 @@ def build_node(
             images,
             image_repo,
             stores,
-            DataLimits(settings.image_size_cap, settings.user_storage_quota),
+            DataLimits(settings.image_size_cap),
             format_policy,
             settings.node_id,
             cache,
@@ -344,6 +373,7 @@ def build_node(
         metadefs=metadefs,
         cache=CacheService(images, image_repo, stores, cache,
                            job_interval=settings.cache_prefetcher_interval),
+        quotas=quotas,
     )
     api_state = ApiState(
         services=services,

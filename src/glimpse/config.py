@@ -45,7 +45,14 @@ _DEFAULT_OPTS = [
         "user_storage_quota",
         default="0",
         help="Bytes a project may store across all its images (B, KB, MB, GB, TB "
-        "suffixes); 0 means unlimited.",
+        "suffixes); 0 means unlimited. Ignored with use_keystone_limits.",
+    ),
+    cfg.BoolOpt(
+        "use_keystone_limits",
+        default=False,
+        help="Per-project limits from Keystone unified limits (image_size_total, "
+        "image_stage_total, image_count_total, image_count_uploading), read with the "
+        "[oslo_limit] options. Resources without a registered limit allow nothing.",
     ),
     cfg.IntOpt("image_member_quota", default=128, help="Members per image; negative: no limit."),
     cfg.IntOpt("image_property_quota", default=128, help="Properties per image; negative: none."),
@@ -285,6 +292,22 @@ _GLIMPSE_OPTS = [
     cfg.IntOpt("qemu_img_memory_mib", default=2048, help="Address-space limit of qemu-img."),
     cfg.IntOpt("import_lease_seconds", default=120, help="How long a node's claim on a "
                "running import lasts without renewal before another node may take it."),
+    cfg.IntOpt("keystone_limits_cache_time", default=30, min=0,
+               help="Seconds a project's unified limits read from Keystone are reused "
+               "(use_keystone_limits); 0: ask Keystone at every check."),
+]
+
+# oslo.limit's options naming the endpoint whose limits apply; keystoneauth's session
+# and auth options of the same section are read by glimpse.quota.keystone.
+_OSLO_LIMIT_OPTS = [
+    cfg.StrOpt("endpoint_id", help="The image service's endpoint id in Keystone."),
+    cfg.StrOpt("endpoint_service_name", help="Service name, to find the endpoint."),
+    cfg.StrOpt("endpoint_service_type", help="Service type (image), to find the endpoint."),
+    cfg.StrOpt("endpoint_region_name", help="Region of the endpoint, to find it."),
+    cfg.StrOpt("endpoint_interface", default="public",
+               choices=["public", "publicURL", "internal", "internalURL", "admin",
+                        "adminURL"],
+               help="Interface of the endpoint, to find it."),
 ]
 
 
@@ -298,6 +321,7 @@ def build_config_opts() -> cfg.ConfigOpts:
     conf.register_opts(_FORMAT_OPTS, group="image_format")
     conf.register_opts(_POLICY_OPTS, group="oslo_policy")
     conf.register_opts(_GLIMPSE_OPTS, group="glimpse")
+    conf.register_opts(_OSLO_LIMIT_OPTS, group="oslo_limit")
     conf.register_opts(_SCRUBBER_OPTS)
     conf.register_opts(_IMPORT_OPTS, group="image_import_opts")
     conf.register_opts(_IMPORT_FILTER_OPTS, group="import_filtering_opts")
@@ -366,6 +390,19 @@ class ScrubberSettings:
 
 
 @dataclass(frozen=True)
+class UnifiedLimitSettings:
+    """``use_keystone_limits`` and the ``[oslo_limit]`` endpoint it reads limits of."""
+
+    enabled: bool = False
+    endpoint_id: str | None = None
+    endpoint_service_type: str | None = None
+    endpoint_service_name: str | None = None
+    endpoint_region_name: str | None = None
+    endpoint_interface: str = "public"
+    cache_time: int = 30
+
+
+@dataclass(frozen=True)
 class Settings:
     bind_host: str
     bind_port: int
@@ -419,6 +456,7 @@ class Settings:
     healthcheck_detailed: bool = False
     healthcheck_disable_file: Path | None = None
     scrubber: ScrubberSettings = ScrubberSettings()
+    unified_limits: UnifiedLimitSettings = UnifiedLimitSettings()
 
     @property
     def store_dir(self) -> Path:
@@ -517,7 +555,30 @@ def settings_from_conf(
             delayed_delete=conf.delayed_delete, scrub_time=conf.scrub_time,
             scrub_pool_size=conf.scrub_pool_size, wakeup_time=conf.wakeup_time,
         ),
+        unified_limits=_unified_limit_settings(conf),
     )
+
+
+def _unified_limit_settings(conf: cfg.ConfigOpts) -> UnifiedLimitSettings:
+    section = conf.oslo_limit
+    settings = UnifiedLimitSettings(
+        enabled=conf.use_keystone_limits,
+        endpoint_id=section.endpoint_id,
+        endpoint_service_type=section.endpoint_service_type,
+        endpoint_service_name=section.endpoint_service_name,
+        endpoint_region_name=section.endpoint_region_name,
+        endpoint_interface=section.endpoint_interface,
+        cache_time=conf.glimpse.keystone_limits_cache_time,
+    )
+    if settings.enabled and not (
+        settings.endpoint_id or settings.endpoint_service_type
+        or settings.endpoint_service_name
+    ):
+        raise ValueError(
+            "use_keystone_limits needs [oslo_limit] endpoint_id (or endpoint_service_type "
+            "/ endpoint_service_name) naming the image endpoint whose limits apply"
+        )
+    return settings
 
 
 def _store_settings(

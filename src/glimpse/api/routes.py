@@ -15,6 +15,7 @@ ROUTES = [
     Route("/v2/schemas/member", discovery.member_schema, methods=["GET"]),
     Route("/v2/schemas/members", discovery.members_schema, methods=["GET"]),
     Route("/v2/info/import", imports.import_info, methods=["GET"]),
+    Route("/v2/info/usage", discovery.usage, methods=["GET"]),
     Route("/v2/images/{image_id}/stage", imports.stage, methods=["PUT"]),
     Route("/v2/images/{image_id}/import", imports.import_image, methods=["POST"]),
     Route("/v2/images/{image_id}/tasks", imports.image_tasks, methods=["GET"]),

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from glimpse.db.quotas import QuotaClaim
 from glimpse.domain.image import Image, Location, Member, Task
 
 SORT_KEYS = (
@@ -57,7 +58,10 @@ class ImageChanges:
 
 
 class ImageRepository(Protocol):
-    async def create(self, image: Image) -> Image: ...
+    async def create(self, image: Image, *, claim: QuotaClaim | None = None) -> Image:
+        """Insert the image; with a claim, checked under the owner's quota lock after the
+        insert (QuotaExceeded: nothing is created). Duplicate if the id exists."""
+        ...
 
     async def get(self, image_id: str) -> Image | None: ...
 
@@ -71,9 +75,11 @@ class ImageRepository(Protocol):
         expected_version: int | None = None,
         expected_status: Sequence[str] | None = None,
         absent_property: str | None = None,
+        claim: QuotaClaim | None = None,
     ) -> Image | None:
         """Apply ``changes`` if the image still has that version and status (and,
-        with ``absent_property``, does not have that property: a lock).
+        with ``absent_property``, does not have that property: a lock). A claim is
+        checked after the write, in its transaction (QuotaExceeded undoes the write).
 
         Returns the updated image, or None when the guard failed (someone else won)
         or the image is gone.
@@ -81,10 +87,12 @@ class ImageRepository(Protocol):
         ...
 
     async def modify(
-        self, image_id: str, mutate: Callable[[Image], ImageChanges | None]
+        self, image_id: str, mutate: Callable[[Image], ImageChanges | None], *,
+        claim: QuotaClaim | None = None,
     ) -> Image | None:
         """Read the image, let ``mutate`` decide the changes, and write them, all in one
-        transaction that holds the image; None when the image does not exist."""
+        transaction that holds the image (and checks the claim, as ``update``); None
+        when the image does not exist."""
         ...
 
     async def delete(self, image_id: str, *, expected_status: Sequence[str] | None = None) -> bool:
@@ -95,8 +103,6 @@ class ImageRepository(Protocol):
         ...
 
     async def remove_tag(self, image_id: str, tag: str) -> bool: ...
-
-    async def storage_used(self, owner: str, *, exclude_image: str | None = None) -> int: ...
 
     async def add_location(self, image_id: str, location: Location) -> None: ...
 

@@ -4,6 +4,8 @@ The API maps each class (by its place in this tree) to one HTTP status in
 ``glimpse.api.errors``; nothing below the API knows about HTTP.
 """
 
+from glimpse.domain.quotas import describe_overage
+
 
 class GlimpseError(Exception):
     """Base of all errors that carry a message meant for the caller."""
@@ -98,6 +100,18 @@ class LimitExceeded(GlimpseError):
 
 class RequestTooLarge(LimitExceeded):
     pass
+
+
+class QuotaExceeded(LimitExceeded):
+    """A project limit would be passed: ``usage`` (before this request) plus ``delta``
+    (what it asks for) is more than ``limit``; all in bytes or in images."""
+
+    def __init__(self, resource: str, limit: int, usage: int, delta: int) -> None:
+        super().__init__(describe_overage(resource, limit, usage, delta))
+        self.resource = resource
+        self.limit = limit
+        self.usage = usage
+        self.delta = delta
 
 
 # 415

@@ -11,6 +11,7 @@ from glimpse.services.images import ImageService
 from glimpse.services.imports import ImportService
 from glimpse.services.members import MemberService
 from glimpse.services.metadefs import MetadefService
+from glimpse.services.quotas import QuotaService
 from glimpse.services.stores import StoreService
 
 
@@ -24,3 +25,4 @@ class Services:
     imports: ImportService
     metadefs: MetadefService
     cache: CacheService
+    quotas: QuotaService

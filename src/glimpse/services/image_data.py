@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DataLimits:
     image_size_cap: int
-    user_storage_quota: int  # 0: unlimited
 
 
 @dataclass(frozen=True)
@@ -98,15 +97,18 @@ class ImageDataService:
                 "Properties disk_format, container_format must be set prior to saving data."
             )
         store = self.stores.get(store_id)
-        limits = await self._size_limits(image)
-        if declared_size is not None:
-            for limit in limits:
-                if declared_size > limit.limit:
-                    raise LimitExceeded(limit.message)
+        cap = self._size_cap()
+        if declared_size is not None and declared_size > cap.limit:
+            raise LimitExceeded(cap.message)
+        # Project limits are checked in the claim's transaction, and the bytes while
+        # they stream (services.quotas).
+        quotas = self.images.quotas
+        claim = await quotas.for_upload(image, declared_size) if quotas else None
         claimed = await self.repo.update(
             image_id,
             ImageChanges(core={"status": "saving", "data_node": self.node_id}),
             expected_status=["queued"],
+            claim=claim,
         )
         if claimed is None:
             raise Conflict("Image status transition from queued to saving is not allowed: "
@@ -114,7 +116,9 @@ class ImageDataService:
         inspector = StreamInspector(image.disk_format, image.container_format, self.format_policy)
         stored = None
         try:
-            stored = await store.add(image_id, chunks, limits=limits, observe=inspector.feed)
+            if quotas is not None:
+                chunks = quotas.metered(claim, chunks)
+            stored = await store.add(image_id, chunks, limits=(cap,), observe=inspector.feed)
             if declared_size is not None and stored.size != declared_size:
                 raise InvalidImageData(
                     f"Image size {stored.size} does not match the declared size "
@@ -164,23 +168,9 @@ class ImageDataService:
         except Exception:
             log.exception("could not remove abandoned data at %s", location)
 
-    async def _size_limits(self, image: Image) -> tuple[SizeLimit, ...]:
+    def _size_cap(self) -> SizeLimit:
         cap = self.limits.image_size_cap
-        limits = [
-            SizeLimit(cap, f"Image exceeds the storage limit: image_size_cap is {cap} bytes.")
-        ]
-        quota = self.limits.user_storage_quota
-        if quota > 0:
-            used = await self.repo.storage_used(image.owner, exclude_image=image.id)
-            remaining = max(0, quota - used)
-            limits.append(
-                SizeLimit(
-                    remaining,
-                    f"Denying attempt to upload image because it exceeds the quota: "
-                    f"the project may store {quota} bytes and has {remaining} bytes left.",
-                )
-            )
-        return tuple(limits)
+        return SizeLimit(cap, f"Image exceeds the storage limit: image_size_cap is {cap} bytes.")
 
     async def download(
         self, ctx: RequestContext, image_id: str, byte_range: ByteRange | None = None

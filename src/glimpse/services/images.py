@@ -30,6 +30,7 @@ from glimpse.domain.status import check_transition
 from glimpse.policy.context import RequestContext
 from glimpse.policy.enforcer import PolicyEnforcer
 from glimpse.services.deletion import CLAIM_SECONDS, Claim, DataRemover
+from glimpse.services.quotas import QuotaService
 from glimpse.stores.registry import StoreRegistry
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class ImageService:
         *,
         delayed_delete: bool = False,
         node_id: str = "glimpse",
+        quotas: QuotaService | None = None,
     ) -> None:
         # This node's image cache: a deleted or deactivated image's copy is dropped.
         self.cache = cache
@@ -91,6 +93,8 @@ class ImageService:
         # DELETE hides images with data as pending_delete; the scrubber removes the data.
         self.delayed_delete = delayed_delete
         self.remover = DataRemover(images, stores, node_id)
+        # Project limits (image_count_total); None: no project limits.
+        self.quotas = quotas
 
     # -- reading ----------------------------------------------------------------
 
@@ -160,7 +164,8 @@ class ImageService:
             tags=tags,
         )
         self._check_formats(image.disk_format, image.container_format)
-        return await self.images.create(image)
+        claim = await self.quotas.for_create(image.owner) if self.quotas else None
+        return await self.images.create(image, claim=claim)
 
     # -- updating ---------------------------------------------------------------
 

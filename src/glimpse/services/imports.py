@@ -104,9 +104,11 @@ class ImportService:
         )
         if declared_size is not None and declared_size > self.size_cap:
             raise LimitExceeded(cap.message)
+        quotas = self.images.quotas
+        claim = await quotas.for_stage(image, declared_size) if quotas else None
         claimed = await self.repo.update(
             image_id, ImageChanges(core={"status": "uploading", "data_node": self.node_id}),
-            expected_status=["queued"],
+            expected_status=["queued"], claim=claim,
         )
         if claimed is None:
             raise Conflict("Image status transition from queued to uploading is not allowed: "
@@ -114,6 +116,8 @@ class ImportService:
         inspector = StreamInspector(image.disk_format, image.container_format, self.format_policy)
         location = None
         try:
+            if quotas is not None:
+                chunks = quotas.metered(claim, chunks)
             stored = await self.staging.add(image_id, chunks, limits=(cap,),
                                             observe=inspector.feed)
             location = stored.location
@@ -239,7 +243,9 @@ class ImportService:
                 remove_properties=(STAGE_HOST,) if STAGE_HOST in current.properties else (),
             )
 
-        if await self.repo.modify(image_id, take_lock) is None:
+        quotas = self.images.quotas
+        claim = await quotas.for_import(image, req.method, targets, task.id) if quotas else None
+        if await self.repo.modify(image_id, take_lock, claim=claim) is None:
             raise busy
         await self.tasks.create(task, lease_node=self.node_id, lease_seconds=self.lease_seconds)
         self.runner.start(task, ctx.roles)

@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from glimpse.api.http import json_response
+from glimpse.api.http import context, json_response
 from glimpse.api.state import state
 from glimpse.services.health import Space
 
@@ -62,6 +62,13 @@ async def member_schema(request: Request) -> Response:
 
 async def members_schema(request: Request) -> Response:
     return json_response(state(request).schemas.members)
+
+
+async def usage(request: Request) -> Response:
+    """GET /v2/info/usage: the caller's project's unified limits and usage (Glance has
+    no policy rule for it); ``{"usage": {}}`` without use_keystone_limits, as Glance."""
+    report = await state(request).services.quotas.usage(context(request))
+    return json_response({"usage": report})
 
 
 async def healthcheck(request: Request) -> Response:

@@ -2,7 +2,10 @@
 
 from alembic import context
 
-from glimpse.db.sql import metadef_tables  # noqa: F401  (registers its tables on metadata)
+from glimpse.db.sql import (
+    metadef_tables,  # noqa: F401  (registers its tables on metadata)
+    quota_tables,  # noqa: F401  (registers its table on metadata)
+)
 from glimpse.db.sql.tables import metadata
 
 connection = context.config.attributes.get("connection")

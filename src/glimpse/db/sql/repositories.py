@@ -31,6 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from glimpse.db.base import Comparison, ImageChanges, ImageQuery
+from glimpse.db.quotas import QuotaClaim
+from glimpse.db.sql.quota_repository import within_claim
 from glimpse.db.sql.session import Database
 from glimpse.db.sql.tables import (
     image_locations,
@@ -71,7 +73,7 @@ class SqlImageRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def create(self, image: Image) -> Image:
+    async def create(self, image: Image, *, claim: QuotaClaim | None = None) -> Image:
         now = utcnow()
         image.created_at = image.created_at or now
         image.updated_at = now
@@ -80,7 +82,7 @@ class SqlImageRepository:
             id=image.id, created_at=image.created_at, updated_at=now, deleted=False, version=0
         )
 
-        def insert_image(conn: Connection) -> None:
+        def insert_image(conn: Connection) -> bool:
             conn.execute(_INSERT_IMAGE, row)
             if image.properties:
                 conn.execute(
@@ -93,9 +95,10 @@ class SqlImageRepository:
                     insert(image_tags),
                     [{"image_id": image.id, "value": t, "created_at": now} for t in image.tags],
                 )
+            return True
 
         try:
-            await self._db.run_write(insert_image)
+            await self._db.run_write(within_claim(claim, insert_image))
         except IntegrityError as exc:
             raise Duplicate(f"An image with identifier {image.id} already exists") from exc
         return image
@@ -132,6 +135,7 @@ class SqlImageRepository:
         expected_version: int | None = None,
         expected_status: Sequence[str] | None = None,
         absent_property: str | None = None,
+        claim: QuotaClaim | None = None,
     ) -> Image | None:
         guard = [images.c.id == image_id, images.c.deleted.is_(False)]
         if expected_version is not None:
@@ -155,10 +159,11 @@ class SqlImageRepository:
                 return None
             return _get(conn, image_id)
 
-        return await self._db.run_write(guarded)
+        return await self._db.run_write(within_claim(claim, guarded))
 
     async def modify(
-        self, image_id: str, mutate: Callable[[Image], ImageChanges | None]
+        self, image_id: str, mutate: Callable[[Image], ImageChanges | None], *,
+        claim: QuotaClaim | None = None,
     ) -> Image | None:
         """Read, decide and write in one transaction holding the image's row lock, so
         concurrent modifications queue instead of conflicting (no lost updates, no
@@ -178,7 +183,7 @@ class SqlImageRepository:
             _apply(conn, image_id, changes, [images.c.id == image_id])
             return _get(conn, image_id)
 
-        return await self._db.run_write(locked)
+        return await self._db.run_write(within_claim(claim, locked))
 
     async def delete(self, image_id: str, *, expected_status: Sequence[str] | None = None) -> bool:
         now = utcnow()
@@ -243,14 +248,6 @@ class SqlImageRepository:
             return bool(result.rowcount)
 
         return await self._db.run_write(remove)
-
-    async def storage_used(self, owner: str, *, exclude_image: str | None = None) -> int:
-        stmt = select(func.coalesce(func.sum(images.c.size), 0)).where(
-            images.c.owner == owner, images.c.deleted.is_(False)
-        )
-        if exclude_image is not None:
-            stmt = stmt.where(images.c.id != exclude_image)
-        return int(await self._db.run_read(lambda conn: conn.scalar(stmt)) or 0)
 
     async def add_location(self, image_id: str, location: Location) -> None:
         await self._db.run_write(

@@ -1,0 +1,1 @@
+"""Where project limits come from: Keystone unified limits, or the legacy option."""
