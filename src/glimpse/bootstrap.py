@@ -343,6 +343,7 @@ def build_node(
             web_download_timeout=settings.imports.web_download_timeout,
             web_download_max_redirects=settings.imports.web_download_max_redirects,
             format_policy=format_policy,
+            glance_download_properties=settings.imports.glance_download_properties,
         ),
     )
     services = Services(

@@ -124,6 +124,13 @@ _INJECT_OPTS = [
     cfg.ListOpt("ignore_user_roles", default=["admin"], help="Roles whose imports are left as is."),
 ]
 
+_GLANCE_DOWNLOAD_OPTS = [
+    cfg.ListOpt("extra_properties",
+                default=["hw_", "trait:", "os_distro", "os_secure_boot", "os_type"],
+                help="glance-download copies the remote image's properties whose names "
+                "start with one of these."),
+]
+
 # oslo.middleware's healthcheck options, as glance-api.conf names them.
 _HEALTHCHECK_OPTS = [
     cfg.BoolOpt("detailed", default=False, help="Show database latency, each store's "
@@ -327,6 +334,7 @@ def build_config_opts() -> cfg.ConfigOpts:
     conf.register_opts(_IMPORT_FILTER_OPTS, group="import_filtering_opts")
     conf.register_opts(_CONVERSION_OPTS, group="image_conversion")
     conf.register_opts(_INJECT_OPTS, group="inject_metadata_properties")
+    conf.register_opts(_GLANCE_DOWNLOAD_OPTS, group="glance_download_properties")
     return conf
 
 
@@ -377,6 +385,9 @@ class ImportSettings:
     qemu_img_cpu_seconds: int = 300
     qemu_img_memory_mib: int = 2048
     lease_seconds: int = 120
+    glance_download_properties: tuple[str, ...] = (
+        "hw_", "trait:", "os_distro", "os_secure_boot", "os_type",
+    )
 
 
 @dataclass(frozen=True)
@@ -713,6 +724,7 @@ def _import_settings(conf: cfg.ConfigOpts) -> ImportSettings:
         qemu_img_cpu_seconds=glimpse.qemu_img_cpu_seconds,
         qemu_img_memory_mib=glimpse.qemu_img_memory_mib,
         lease_seconds=glimpse.import_lease_seconds,
+        glance_download_properties=_items(conf.glance_download_properties.extra_properties),
     )
 
 

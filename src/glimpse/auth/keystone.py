@@ -151,4 +151,5 @@ def context_from_environ(environ: Mapping[str, Any], request_id: str) -> Request
         request_id=request_id,
         auth_token=value("X_AUTH_TOKEN") or value("X_STORAGE_TOKEN"),
         service_roles=names("X_SERVICE_ROLES"),
+        service_catalog=value("X_SERVICE_CATALOG"),
     )

@@ -20,6 +20,13 @@ from glimpse.db.base import ImageChanges, ImageRepository, TaskRepository
 from glimpse.domain.errors import GlimpseError
 from glimpse.domain.image import Image, Location, Task
 from glimpse.formats.stream import FormatPolicy, StreamInspector
+from glimpse.image_import.glance_download import (
+    RemoteCaller,
+    RemoteImage,
+    download_image,
+    fetch_image,
+    find_endpoint,
+)
 from glimpse.image_import.job import ImportJob
 from glimpse.image_import.plugins.base import ImportPlugin
 from glimpse.image_import.uri_filter import UriFilter
@@ -42,6 +49,10 @@ class ImportSpec:
     stores: tuple[str, ...]
     all_stores_must_succeed: bool
     uri: str | None = None
+    # glance-download: the remote image and where its image service is.
+    glance_region: str | None = None
+    glance_image_id: str | None = None
+    glance_service_interface: str = "public"
 
     @classmethod
     def from_task(cls, task: Task) -> ImportSpec:
@@ -54,6 +65,9 @@ class ImportSpec:
             stores=tuple(str(s) for s in stores) if isinstance(stores, list) else (),
             all_stores_must_succeed=bool(data.get("all_stores_must_succeed", True)),
             uri=str(uri) if uri else None,
+            glance_region=_opt_str(data.get("glance_region")),
+            glance_image_id=_opt_str(data.get("glance_image_id")),
+            glance_service_interface=str(data.get("glance_service_interface") or "public"),
         )
 
 
@@ -66,6 +80,8 @@ class RunnerConfig:
     web_download_timeout: float
     web_download_max_redirects: int
     format_policy: FormatPolicy
+    # [glance_download_properties] extra_properties: name prefixes copied from the remote.
+    glance_download_properties: tuple[str, ...] = ()
 
 
 class ImportRunner:
@@ -88,9 +104,12 @@ class ImportRunner:
         self.config = config
         self._running: set[asyncio.Task[None]] = set()
 
-    def start(self, task: Task, roles: tuple[str, ...]) -> None:
-        """Run the import in the background of this process."""
-        job = asyncio.create_task(self.run(task, roles), name=f"import-{task.id}")
+    def start(
+        self, task: Task, roles: tuple[str, ...], remote: RemoteCaller | None = None
+    ) -> None:
+        """Run the import in the background of this process (``remote``: the caller's
+        token and catalog, for glance-download)."""
+        job = asyncio.create_task(self.run(task, roles, remote), name=f"import-{task.id}")
         self._running.add(job)
         job.add_done_callback(self._running.discard)
 
@@ -107,7 +126,9 @@ class ImportRunner:
     def staged_path(self, image_id: str) -> Path:
         return self.staging_dir / image_id
 
-    async def run(self, task: Task, roles: tuple[str, ...]) -> None:
+    async def run(
+        self, task: Task, roles: tuple[str, ...], remote: RemoteCaller | None = None
+    ) -> None:
         spec = ImportSpec.from_task(task)
         image_id = str(task.image_id)
         heartbeat = asyncio.create_task(self._heartbeat(task.id))
@@ -117,7 +138,7 @@ class ImportRunner:
             image = await self.images.get(image_id)
             if image is None:
                 raise ImportFailed(f"Image {image_id} was deleted before its import ran.")
-            job = await self._prepare(image, task, spec, roles)
+            job = await self._prepare(image, task, spec, roles, remote)
             succeeded = await self._write_to_stores(image, job, spec)
         except asyncio.CancelledError:
             # Shutdown: the lease will lapse and another node (or this one after a
@@ -143,9 +164,12 @@ class ImportRunner:
     # -- getting the data ----------------------------------------------------------
 
     async def _prepare(
-        self, image: Image, task: Task, spec: ImportSpec, roles: tuple[str, ...]
+        self, image: Image, task: Task, spec: ImportSpec, roles: tuple[str, ...],
+        remote: RemoteCaller | None,
     ) -> ImportJob:
         path = self.staged_path(image.id)
+        formats = (image.disk_format, image.container_format)
+        copied: dict[str, str] = {}
         if spec.method == "glance-direct":
             if not await asyncio.to_thread(path.exists):
                 raise ImportFailed("The staged data of this image is missing; stage it again.")
@@ -164,6 +188,11 @@ class ImportRunner:
             )
         elif spec.method == "copy-image":
             await self._copy_existing(image, path)
+        elif spec.method == "glance-download":
+            source = await self._glance_download(spec, path, remote)
+            formats = (source.disk_format or image.disk_format,
+                       source.container_format or image.container_format)
+            copied = source.properties
         else:
             raise ImportFailed(f"Import method {spec.method} is not supported.")
         job = ImportJob(
@@ -171,10 +200,11 @@ class ImportRunner:
             task_id=task.id,
             method=spec.method,
             path=path,
-            disk_format=image.disk_format,
-            container_format=image.container_format,
+            disk_format=formats[0],
+            container_format=formats[1],
             owner=image.owner,
             roles=roles,
+            properties=dict(copied),
         )
         if spec.method != "copy-image":
             # Copies are of data already accepted; plugins and checks ran then.
@@ -182,6 +212,24 @@ class ImportRunner:
                 await plugin.run(job)
             job.virtual_size = await self._inspect(job)
         return job
+
+    async def _glance_download(
+        self, spec: ImportSpec, path: Path, remote: RemoteCaller | None
+    ) -> RemoteImage:
+        if remote is None or not spec.glance_region or not spec.glance_image_id:
+            raise ImportFailed("glance-download needs the caller's token, a region and an "
+                               "image id.")
+        endpoint = find_endpoint(remote.catalog, spec.glance_region,
+                                 spec.glance_service_interface)
+        stall = self.config.web_download_timeout
+        source = await fetch_image(endpoint, spec.glance_image_id, remote,
+                                   self.config.glance_download_properties, stall)
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+        await self.staging.driver.delete(path.as_uri())  # a stale earlier attempt
+        await download_image(endpoint, spec.glance_image_id, remote, path,
+                             expected=source.size, size_cap=self.config.size_cap,
+                             stall_seconds=stall)
+        return source
 
     async def _copy_existing(self, image: Image, path: Path) -> None:
         for location in image.locations:
@@ -369,6 +417,10 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, GlimpseError):
         return exc.message
     return f"{type(exc).__name__}: {exc}"
+
+
+def _opt_str(value: object) -> str | None:
+    return str(value) if value else None
 
 
 def expiry() -> datetime:

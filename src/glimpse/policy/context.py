@@ -14,6 +14,8 @@ class RequestContext:
     system_scope: str | None = None
     request_id: str = ""
     auth_token: str | None = None
+    # The caller's Keystone service catalog (JSON, as auth_token hands it on).
+    service_catalog: str | None = None
     service_roles: tuple[str, ...] = field(default=())
     # Whether Glance's "context_is_admin" rule holds for the caller, decided once per
     # request by the API (an operator's policy.yaml may redefine it); None: the role.

@@ -24,6 +24,7 @@ from glimpse.domain.errors import (
 )
 from glimpse.domain.image import Image, Task
 from glimpse.formats.stream import FormatPolicy, StreamInspector
+from glimpse.image_import.glance_download import RemoteCaller
 from glimpse.image_import.runner import (
     FAILED,
     IMPORTING,
@@ -39,10 +40,13 @@ from glimpse.stores.registry import ManagedStore, SizeLimit, StoreRegistry
 
 log = logging.getLogger(__name__)
 
-METHODS = ("glance-direct", "web-download", "copy-image")
+METHODS = ("glance-direct", "web-download", "copy-image", "glance-download")
 # The URL of the node holding an image's staged data (Glance's name; never shown).
 STAGE_HOST = "os_glance_stage_host"
-_REQUIRED_STATUS = {"glance-direct": "uploading", "web-download": "queued", "copy-image": "active"}
+_REQUIRED_STATUS = {
+    "glance-direct": "uploading", "web-download": "queued", "copy-image": "active",
+    "glance-download": "queued",
+}
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,9 @@ class ImportRequest:
     stores: tuple[str, ...] | None
     all_stores: bool
     all_stores_must_succeed: bool
+    glance_region: str | None = None
+    glance_image_id: str | None = None
+    glance_service_interface: str = "public"
 
 
 class ImportService:
@@ -192,6 +199,8 @@ class ImportService:
             self.images.policy.authorize(ctx, "modify_image", target)
         if req.method == "web-download" and not req.uri:
             raise InvalidInput("web-download import needs method.uri.")
+        if req.method == "glance-download":
+            _check_glance_download(req)
         required = _REQUIRED_STATUS[req.method]
         if image.status != required:
             raise Conflict(
@@ -216,9 +225,13 @@ class ImportService:
                 "method": req.method, "uri": req.uri, "stores": list(targets),
                 "all_stores_must_succeed": req.all_stores_must_succeed,
                 "image_id": image_id, "backend": list(targets),
+                **_remote_fields(req),
                 # Glance's shape of the request, which clients (Tempest) read back.
                 "import_req": {
-                    "method": {"name": req.method, **({"uri": req.uri} if req.uri else {})},
+                    "method": {
+                        "name": req.method, **({"uri": req.uri} if req.uri else {}),
+                        **_remote_fields(req),
+                    },
                     "stores": list(targets),
                     "all_stores_must_succeed": req.all_stores_must_succeed,
                 },
@@ -248,7 +261,10 @@ class ImportService:
         if await self.repo.modify(image_id, take_lock, claim=claim) is None:
             raise busy
         await self.tasks.create(task, lease_node=self.node_id, lease_seconds=self.lease_seconds)
-        self.runner.start(task, ctx.roles)
+        remote = None
+        if req.method == "glance-download" and ctx.auth_token:
+            remote = RemoteCaller(ctx.auth_token, ctx.service_catalog or "")
+        self.runner.start(task, ctx.roles, remote)
         return task
 
     def _targets(self, image: Image, req: ImportRequest) -> tuple[str, ...]:
@@ -370,3 +386,30 @@ class ImportService:
                     await self.staging.delete(url)
                 except Exception:
                     log.exception("could not reclaim staged file %s", url)
+
+
+def _check_glance_download(req: ImportRequest) -> None:
+    if not req.glance_region:
+        raise InvalidInput("'glance_region' needs to be set for glance-download import method")
+    if not req.glance_image_id:
+        raise InvalidInput(
+            "'glance_image_id' needs to be set for glance-download import method"
+        )
+    try:
+        uuid.UUID(req.glance_image_id)
+    except ValueError:
+        raise InvalidInput(
+            f"Remote image id does not look like a UUID: {req.glance_image_id}"
+        ) from None
+    if req.glance_service_interface not in ("public", "internal", "admin"):
+        raise InvalidInput("glance_service_interface must be public, internal or admin.")
+
+
+def _remote_fields(req: ImportRequest) -> dict[str, str]:
+    if req.method != "glance-download":
+        return {}
+    return {
+        "glance_region": str(req.glance_region),
+        "glance_image_id": str(req.glance_image_id),
+        "glance_service_interface": req.glance_service_interface,
+    }

@@ -45,6 +45,13 @@ async def import_image(request: Request) -> Response:
         not isinstance(stores, list) or not all(isinstance(s, str) for s in stores)
     ):
         raise InvalidInput("stores must be a list of store identifiers.")
+    remote = {}
+    for name in ("glance_region", "glance_image_id", "glance_service_interface"):
+        value = method.get(name)
+        if value is not None and not isinstance(value, str):
+            raise InvalidInput(f"method.{name} must be a string.")
+        if value:
+            remote[name] = value
     all_stores = _flag(body, "all_stores", False)
     must_succeed = _flag(body, "all_stores_must_succeed", True)
     ctx = context(request)
@@ -64,6 +71,7 @@ async def import_image(request: Request) -> Response:
         ImportRequest(
             method=method["name"], uri=uri, stores=tuple(stores) if stores else None,
             all_stores=all_stores, all_stores_must_succeed=must_succeed,
+            **remote,
         ),
     )
     return Response(status_code=202)
