@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pty
 import subprocess
 import time
 import uuid
@@ -16,8 +17,13 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.integration.test_keystone import _keystone, issue_token, keystone  # noqa: F401
-from tests.live_server import LiveServer
+from tests.integration.test_keystone import (  # noqa: F401
+    _cli_env,
+    _keystone,
+    issue_token,
+    keystone,
+)
+from tests.live_server import LiveServer, tool
 
 METHODS = "glance-direct,web-download,copy-image,glance-download"
 
@@ -26,7 +32,9 @@ METHODS = "glance-direct,web-download,copy-image,glance-download"
 class Regions:
     local: httpx.Client
     remote: httpx.Client
+    local_region: str
     remote_region: str
+    identity: dict[str, Any]
 
 
 def _server(workdir: Path, identity: dict[str, Any], **default: str) -> LiveServer:
@@ -64,7 +72,7 @@ def regions(
     try:
         with httpx.Client(base_url=local.url, headers=headers, timeout=60) as lc, \
                 httpx.Client(base_url=remote.url, headers=headers, timeout=60) as rc:
-            yield Regions(lc, rc, names[1])
+            yield Regions(lc, rc, names[0], names[1], keystone)
     finally:
         for name in names:
             try:
@@ -173,3 +181,33 @@ def test_bad_requests_are_400_before_anything_starts(regions: Regions) -> None:
         "method": {"name": "glance-download", "glance_region": "x",
                    "glance_image_id": str(uuid.uuid4())}})
     assert response.status_code == 400
+
+
+def test_glance_cli_image_create_via_import_from_another_region(
+    regions: Regions, tmp_path: Path
+) -> None:
+    data = os.urandom(1024 * 1024)
+    source = _create(regions.remote, os_distro="fedora")
+    assert regions.remote.put(f"/v2/images/{source['id']}/file", content=data, headers={
+        "content-type": "application/octet-stream"}).status_code == 204
+    env = _cli_env(regions.identity, regions.local_region, "glimpse-a-member", tmp_path)
+    # stdin is a terminal, as at a shell: glanceclient takes any other stdin as data.
+    master, terminal = pty.openpty()
+    try:
+        result = subprocess.run([
+            tool("glance"), "--os-image-api-version", "2", "image-create-via-import",
+            "--container-format", "bare", "--disk-format", "raw", "--name", "from-remote",
+            "--import-method", "glance-download", "--remote-region", regions.remote_region,
+            "--remote-image-id", source["id"],
+        ], env=env, stdin=terminal, capture_output=True, text=True, timeout=180)
+    finally:
+        os.close(master)
+        os.close(terminal)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    image_id = next(line.split("|")[2].strip() for line in out.splitlines()
+                    if line.startswith("| id "))
+    image, task = _settled(regions.local, image_id)
+    assert task["status"] == "success", task["message"]
+    assert image["checksum"] == hashlib.md5(data).hexdigest()
+    assert image["os_distro"] == "fedora"
