@@ -87,6 +87,10 @@ class Node:
             driver.prepare()
         if recover:
             await self.recover_interrupted_work()
+        else:
+            # A worker uvicorn (re)started: only what processes that died left behind.
+            await self.services.image_data.recover_interrupted_uploads()
+            await self.services.imports.recover_stages()
         self._watchdog = asyncio.create_task(self._watch_leases())
         self.services.cache.start()
         if self.scrubber is not None and self.settings.scrubber.delayed_delete:

@@ -29,6 +29,7 @@ from glimpse.domain.image import Image, Location
 from glimpse.formats.stream import FormatPolicy, StreamInspector
 from glimpse.policy.context import RequestContext
 from glimpse.services.images import ImageService
+from glimpse.services.writers import abandoned, writer_id
 from glimpse.stores.registry import ManagedStore, SizeLimit, StoreRegistry
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ class ImageDataService:
         claim = await quotas.for_upload(image, declared_size) if quotas else None
         claimed = await self.repo.update(
             image_id,
-            ImageChanges(core={"status": "saving", "data_node": self.node_id}),
+            ImageChanges(core={"status": "saving", "data_node": writer_id(self.node_id)}),
             expected_status=["queued"],
             claim=claim,
         )
@@ -209,9 +210,12 @@ class ImageDataService:
         return candidates[0]
 
     async def recover_interrupted_uploads(self) -> int:
-        """After a crash: images this node was writing go back to ``queued``."""
+        """After a crash: images a dead process of this node was writing go back to
+        ``queued``."""
         recovered = 0
         for image in await self.repo.images_in_status("saving", node_id=self.node_id):
+            if not abandoned(image.data_node, self.node_id):
+                continue
             reset = await self.repo.update(
                 image.id,
                 ImageChanges(core={"status": "queued", "data_node": None}),

@@ -36,6 +36,7 @@ from glimpse.image_import.runner import (
 from glimpse.image_import.uri_filter import check_uri
 from glimpse.policy.context import RequestContext
 from glimpse.services.images import ImageService
+from glimpse.services.writers import abandoned, writer_id
 from glimpse.stores.registry import ManagedStore, SizeLimit, StoreRegistry
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,8 @@ class ImportService:
         quotas = self.images.quotas
         claim = await quotas.for_stage(image, declared_size) if quotas else None
         claimed = await self.repo.update(
-            image_id, ImageChanges(core={"status": "uploading", "data_node": self.node_id}),
+            image_id,
+            ImageChanges(core={"status": "uploading", "data_node": writer_id(self.node_id)}),
             expected_status=["queued"], claim=claim,
         )
         if claimed is None:
@@ -369,12 +371,16 @@ class ImportService:
                 await self.staging.delete(self.runner.staged_path(image_id).as_uri())
             except Exception:
                 log.exception("could not remove staged data of %s", image_id)
-        if include_own:
-            # Stages interrupted by a crash leave images in `uploading` with no data.
-            for image in await self.repo.images_in_status("uploading", node_id=self.node_id):
-                await self._unstage(image.id, self.runner.staged_path(image.id).as_uri())
+        await self.recover_stages()
         await self._remove_unclaimed_staging()
         return len(claimed)
+
+    async def recover_stages(self) -> None:
+        """Stages a dead process of this node was taking leave images in `uploading`
+        with partial data: back to `queued`."""
+        for image in await self.repo.images_in_status("uploading", node_id=self.node_id):
+            if abandoned(image.data_node, self.node_id):
+                await self._unstage(image.id, self.runner.staged_path(image.id).as_uri())
 
     async def _remove_unclaimed_staging(self) -> None:
         """Staged files whose image was deleted or moved on are reclaimed."""

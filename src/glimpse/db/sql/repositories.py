@@ -283,7 +283,11 @@ class SqlImageRepository:
     async def images_in_status(self, status: str, node_id: str | None = None) -> list[Image]:
         stmt = select(images).where(images.c.deleted.is_(False), images.c.status == status)
         if node_id is not None:
-            stmt = stmt.where(images.c.data_node == node_id)
+            # The node itself, or any of its processes ("node#pid").
+            stmt = stmt.where(or_(
+                images.c.data_node == node_id,
+                images.c.data_node.startswith(f"{node_id}#", autoescape=True),
+            ))
         return await self._db.run_read(
             lambda conn: _hydrate(conn, conn.execute(stmt).mappings().all())
         )
