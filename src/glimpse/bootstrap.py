@@ -30,6 +30,7 @@ from glimpse.db.sql.session import Database
 from glimpse.db.sql.task_repository import SqlTaskRepository
 from glimpse.domain.quotas import USER_STORAGE_QUOTA
 from glimpse.formats.stream import FormatPolicy
+from glimpse.image_import.locations import LocationImportConfig, LocationImporter
 from glimpse.image_import.plugins import build_plugins
 from glimpse.image_import.runner import ImportRunner, RunnerConfig
 from glimpse.image_import.uri_filter import UriFilter
@@ -108,6 +109,9 @@ class Node:
         failed = await self.services.imports.recover(include_own=True)
         if failed:
             log.warning("%d imports interrupted by a restart were failed cleanly", failed)
+        failed = await self.services.stores.importer.recover(include_own=True)
+        if failed:
+            log.warning("%d location imports interrupted by a restart were failed", failed)
 
     async def _watch_leases(self) -> None:
         """Fail imports whose node stopped renewing its lease (another node died)."""
@@ -116,6 +120,7 @@ class Node:
             await asyncio.sleep(interval)
             try:
                 await self.services.imports.recover(include_own=False)
+                await self.services.stores.importer.recover(include_own=False)
             except Exception:
                 log.exception("checking for abandoned imports failed")
 
@@ -128,6 +133,7 @@ class Node:
             self._watchdog.cancel()
             await asyncio.gather(self._watchdog, return_exceptions=True)
         await self.runner.cancel_all()
+        await self.services.stores.importer.cancel_all()
         await self.db.close()
 
 
@@ -362,7 +368,17 @@ def build_node(
             cache,
         ),
         members=MemberService(images, member_repo, settings.image_member_quota),
-        stores=StoreService(images, image_repo, stores, settings.image_location_quota),
+        stores=StoreService(
+            images, image_repo, stores, settings.image_location_quota, tasks=task_repo,
+            importer=LocationImporter(image_repo, task_repo, stores, LocationImportConfig(
+                node_id=settings.node_id,
+                lease_seconds=settings.imports.lease_seconds,
+                do_secure_hash=settings.do_secure_hash,
+                http_retries=settings.http_retries,
+                hashing_algorithm=settings.hashing_algorithm,
+            )),
+            uri_filter=UriFilter.from_settings(settings.imports),
+        ),
         imports=ImportService(
             images, image_repo, task_repo, stores, staging, runner,
             settings.imports.enabled_methods, settings.image_size_cap, format_policy,

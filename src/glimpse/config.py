@@ -40,6 +40,11 @@ _DEFAULT_OPTS = [
         "staging area must be shared).",
     ),
     cfg.StrOpt("hashing_algorithm", default="sha512", help="Algorithm of os_hash_value."),
+    cfg.BoolOpt("do_secure_hash", default=True, help="Read the data of a location added "
+                "through the locations API to compute its checksum and os_hash_value (and "
+                "check them against validation_data); off: trust validation_data."),
+    cfg.IntOpt("http_retries", default=3, min=0, help="Attempts at reading a location's "
+               "data for do_secure_hash before giving up."),
     cfg.IntOpt("image_size_cap", default=1099511627776, min=0, help="Largest image in bytes."),
     cfg.StrOpt(
         "user_storage_quota",
@@ -468,6 +473,8 @@ class Settings:
     healthcheck_disable_file: Path | None = None
     scrubber: ScrubberSettings = ScrubberSettings()
     unified_limits: UnifiedLimitSettings = UnifiedLimitSettings()
+    do_secure_hash: bool = True
+    http_retries: int = 3
 
     @property
     def store_dir(self) -> Path:
@@ -518,6 +525,8 @@ def settings_from_conf(
         public_endpoint=conf.public_endpoint,
         worker_self_reference_url=conf.worker_self_reference_url,
         hashing_algorithm=conf.hashing_algorithm,
+        do_secure_hash=conf.do_secure_hash,
+        http_retries=conf.http_retries,
         image_size_cap=conf.image_size_cap,
         user_storage_quota=parse_size(conf.user_storage_quota),
         image_member_quota=conf.image_member_quota,

@@ -27,8 +27,6 @@ MIN_PASSED = 36
 KNOWN_FAILURES = "|".join([
     r"MultiStoresImagesTest\.test_delete_image_from_specific_store",
     r"ImportCopyImagesTest\.test_image_copy_image_import",
-    r"LocationImportTest\.test_add_location_for_image_with_do_secure_hash_true",
-    r"HashCalculationRemoteDeletionTest",
 ])
 TIMEOUT = 1800
 

@@ -191,10 +191,11 @@ class TaskRepository(Protocol):
     async def renew_lease(self, task_id: str, node: str, lease_seconds: int) -> bool: ...
 
     async def claim_abandoned(
-        self, node: str, lease_seconds: int, *, include_own: bool
+        self, node: str, lease_seconds: int, *, include_own: bool,
+        task_types: tuple[str, ...],
     ) -> list[Task]:
-        """Take over running tasks whose node's lease ran out (or that this node ran
-        before it restarted); returns the tasks now leased to ``node``."""
+        """Take over running tasks of these types whose node's lease ran out (or that
+        this node ran before it restarted); returns the tasks now leased to ``node``."""
         ...
 
 

@@ -358,7 +358,8 @@ class ImportService:
     async def recover(self, *, include_own: bool) -> int:
         """Fail cleanly the imports whose node died (or this node before a restart)."""
         claimed = await self.tasks.claim_abandoned(
-            self.node_id, self.lease_seconds, include_own=include_own
+            self.node_id, self.lease_seconds, include_own=include_own,
+            task_types=("api_image_import",),
         )
         for task in claimed:
             spec = ImportSpec.from_task(task)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
+import uuid
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from glimpse.db.base import ImageChanges, ImageRepository
+from glimpse.db.base import ImageChanges, ImageRepository, TaskRepository
 from glimpse.domain.errors import (
     Conflict,
     Forbidden,
@@ -16,7 +17,15 @@ from glimpse.domain.errors import (
     NotFound,
     StoreNotFound,
 )
-from glimpse.domain.image import Image, Location
+from glimpse.domain.image import Image, Location, Task
+from glimpse.image_import.locations import (
+    TASK_TYPE,
+    LocationImporter,
+    LocationRequest,
+    release_stale_lock,
+)
+from glimpse.image_import.runner import LOCK
+from glimpse.image_import.uri_filter import UriFilter, check_uri
 from glimpse.policy.context import RequestContext
 from glimpse.services.images import ImageService
 from glimpse.stores.registry import ManagedStore, StoreRegistry
@@ -44,11 +53,20 @@ class StoreService:
         repo: ImageRepository,
         stores: StoreRegistry,
         location_quota: int,
+        *,
+        tasks: TaskRepository,
+        importer: LocationImporter,
+        uri_filter: UriFilter,
     ) -> None:
         self.images = images
         self.repo = repo
         self.stores = stores
         self.location_quota = location_quota
+        self.tasks = tasks
+        # Runs each location_import task (hashing the data) in the background.
+        self.importer = importer
+        # [import_filtering_opts]: http(s) locations pass the web-download rules too.
+        self.uri_filter = uri_filter
 
     def list_stores(self) -> list[StoreInfo]:
         if not self.stores.multistore:
@@ -125,11 +143,16 @@ class StoreService:
     async def add_location(
         self, ctx: RequestContext, image_id: str, url: str,
         validation_data: dict[str, str] | None,
-    ) -> Image:
-        """Attach data that already sits in one of our stores to a queued image."""
+    ) -> Task:
+        """Attach data that already sits in a store (for normal users: on a web server)
+        to a queued image, as Glance's location_import task: the checks a caller can
+        fail come first (4xx), then the image's import lock is taken and the location
+        is added (and its data hashed) in the background; the task tells how it ended."""
         image = await self.images.get_image(ctx, image_id)
         if image.status != "queued":
-            raise Conflict(f"It's not allowed to add locations if image status is {image.status}.")
+            raise Conflict(
+                f"It's not allowed to add locations if image status is {image.status}."
+            )
         target = await self.images.target(ctx, image)
         self.images.policy.authorize(ctx, "add_image_location", target)
         store = self.stores.for_location(None, url)
@@ -138,30 +161,43 @@ class StoreService:
         ):
             # As Glance: other callers may add only locations of a configured http store.
             raise Forbidden("http store must be enabled to use location API by normal user.")
+        request = LocationRequest(url, *_validation(validation_data))
+        if urlsplit(url).scheme in ("http", "https"):
+            try:
+                check_uri(url, self.uri_filter)
+            except InvalidInput as exc:
+                raise InvalidInput(
+                    f"URI for add location does not pass filtering: {exc.message}"
+                ) from None
         if 0 <= self.location_quota <= len(image.locations):
             raise LimitExceeded(
                 f"Maximum number of locations exceeded: {self.location_quota}"
             )
         if store is None:
             raise InvalidInput(f"Invalid location: {url} is in none of this site's stores.")
-        algo, expected = _validation(validation_data)
-        size, checksum, hash_value = await _digest(store, url, algo or "sha512")
-        if expected is not None and expected != hash_value:
-            raise InvalidInput(
-                f"os_hash_value {expected} does not match the data at the location "
-                f"({algo} {hash_value})."
-            )
-        changes = ImageChanges(
-            core={
-                "status": "active", "size": size, "checksum": checksum,
-                "os_hash_algo": algo or "sha512", "os_hash_value": hash_value,
-            },
-            add_locations=(Location(url=url, store=store.id, metadata={"store": store.id}),),
+        await release_stale_lock(self.repo, self.tasks, image)
+        task = Task(
+            id=str(uuid.uuid4()), type=TASK_TYPE, status="pending", owner=image.owner,
+            image_id=image_id, user_id=ctx.user_id, request_id=ctx.request_id,
+            input=request.task_input(image_id),
         )
-        updated = await self.repo.update(image_id, changes, expected_status=["queued"])
-        if updated is None:
-            raise Conflict(f"Image {image_id} changed while its location was being added.")
-        return updated
+        busy = Conflict(
+            f"New operation on image '{image_id}' is not permitted as prior operation is "
+            "still in progress"
+        )
+
+        def take_lock(current: Image) -> ImageChanges:
+            if current.status != "queued" or LOCK in current.properties:
+                raise busy
+            return ImageChanges(set_properties={LOCK: task.id})
+
+        if await self.repo.modify(image_id, take_lock) is None:
+            raise busy
+        config = self.importer.config
+        await self.tasks.create(task, lease_node=config.node_id,
+                                lease_seconds=config.lease_seconds)
+        self.importer.start(task)
+        return task
 
     async def orphans(self) -> list[tuple[str, str]]:
         """(store id, url) of stored data that no image record points at."""
@@ -175,23 +211,31 @@ class StoreService:
 
 
 def _validation(data: dict[str, str] | None) -> tuple[str | None, str | None]:
+    """Glance's checks of validation_data: both members or none, a known algorithm, a
+    hexadecimal value of that algorithm's digest size (400 otherwise)."""
     if not data:
         return None, None
+    unknown = set(data) - {"os_hash_algo", "os_hash_value"}
+    if unknown:
+        raise InvalidInput(
+            f"Additional properties are not allowed in validation_data: "
+            f"{', '.join(sorted(unknown))}"
+        )
     algo, value = data.get("os_hash_algo"), data.get("os_hash_value")
     if not algo or not value:
         raise InvalidInput("validation_data needs both os_hash_algo and os_hash_value.")
     if algo not in _HASH_ALGOS:
         raise InvalidInput(f"os_hash_algo must be one of {', '.join(_HASH_ALGOS)}")
-    return algo, value.lower()
-
-
-async def _digest(store: ManagedStore, url: str, algo: str) -> tuple[int, str, str]:
-    md5 = hashlib.md5(usedforsecurity=False)
-    multihash = hashlib.new(algo)
-    size = 0
-    async for chunk in store.read(url):
-        size += len(chunk)
-        await asyncio.gather(
-            asyncio.to_thread(md5.update, chunk), asyncio.to_thread(multihash.update, chunk)
+    if len(value) > 128:
+        raise InvalidInput("os_hash_value is longer than 128 characters.")
+    try:
+        digest = bytes.fromhex(value)
+    except ValueError:
+        raise InvalidInput(f"os_hash_value ({value}) is not a valid hexadecimal value") from None
+    want = hashlib.new(algo).digest_size
+    if len(digest) != want:
+        raise InvalidInput(
+            f"os_hash_value: ({value}) is not the correct size for ({algo}) "
+            f"(should be ({want}) bytes)"
         )
-    return size, md5.hexdigest(), multihash.hexdigest()
+    return algo, value.lower()

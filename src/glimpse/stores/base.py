@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -78,4 +78,15 @@ class StoreDriver(Protocol):
 
     def owns(self, location: str) -> bool:
         """Whether a location URL belongs to this store."""
+        ...
+
+
+@runtime_checkable
+class SizeProbe(Protocol):
+    """A driver that can tell a location's size without reading the data (the http
+    store: a HEAD request). Locations added through the API get their size from it."""
+
+    async def size(self, location: str) -> int | None:
+        """The size in bytes, None when the backend does not say; StoreUnavailable when
+        the location cannot be reached."""
         ...

@@ -70,6 +70,18 @@ class HttpStoreDriver:
         except httpx.HTTPError as exc:
             raise StoreUnavailable(f"Could not read {location}: {exc}") from exc
 
+    async def size(self, location: str) -> int | None:
+        """Content-Length of a HEAD (Glance's http store asks the same way)."""
+        try:
+            async with self._client() as client:
+                response = await client.head(location)
+        except httpx.HTTPError as exc:
+            raise StoreUnavailable(f"Could not reach {location}: {exc}") from exc
+        if response.status_code >= 400:
+            raise StoreUnavailable(f"{location} answered {response.status_code}")
+        length = response.headers.get("content-length", "")
+        return int(length) if length.isdigit() else None
+
     async def delete(self, location: str) -> None:
         """The web server's file is not ours to remove."""
 

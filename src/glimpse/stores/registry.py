@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glimpse.domain.errors import RequestTooLarge, StoreNotFound, StoreUnavailable
-from glimpse.stores.base import StoredObject, StoreDriver, StoreHealth
+from glimpse.stores.base import SizeProbe, StoredObject, StoreDriver, StoreHealth
 
 CHUNK = 1024 * 1024
 # Chunks received ahead of hashing and writing: the network, the hashes and the disk
@@ -110,6 +110,12 @@ class ManagedStore:
         self, location: str, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
         return self.driver.read(location, offset, length)
+
+    async def size(self, location: str) -> int | None:
+        """The size of a location's data without reading it, when the driver can tell."""
+        if not isinstance(self.driver, SizeProbe):
+            return None
+        return await self.driver.size(location)
 
     async def delete(self, location: str) -> None:
         await self.driver.delete(location)

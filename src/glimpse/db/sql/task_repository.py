@@ -121,10 +121,12 @@ class SqlTaskRepository:
         return bool(result.rowcount)
 
     async def claim_abandoned(
-        self, node: str, lease_seconds: int, *, include_own: bool
+        self, node: str, lease_seconds: int, *, include_own: bool,
+        task_types: tuple[str, ...],
     ) -> list[Task]:
         now = utcnow()
-        running = tasks.c.status.in_(["pending", "processing"])
+        running = and_(tasks.c.status.in_(["pending", "processing"]),
+                       tasks.c.type.in_(task_types))
         abandoned = or_(tasks.c.lease_expires < now, tasks.c.lease_node.is_(None))
         if include_own:
             # After a restart this node's own tasks have no runner any more.
