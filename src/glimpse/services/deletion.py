@@ -5,8 +5,9 @@ UPDATE with an expiry, renewed while the work lasts). Two DELETEs, a DELETE and 
 scrubber, or two scrubbers on different nodes therefore never work on the same image
 at once, and a holder that dies mid-way leaves the image to the next one once its
 claim expires. Each location is marked deleted as soon as its data is gone, so the
-record never points at data that no longer exists, and nothing is forgotten that
-still exists.
+record never points at data that no longer exists and never forgets data that still
+does (the one exception: DELETE forgets a location in a store this node no longer has,
+as Glance does, since nothing could remove that data).
 """
 
 from __future__ import annotations
