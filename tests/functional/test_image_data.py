@@ -14,6 +14,7 @@ from tests.conftest import client_for, create_image, upload
 
 from glimpse.bootstrap import Node
 from glimpse.config import Settings
+from glimpse.services import writers
 
 DATA = bytes(range(256)) * 1024  # 256 KiB, every byte value
 
@@ -310,7 +311,8 @@ async def test_cancelled_upload_leaves_queued_image_and_no_data(
 
 
 async def test_restart_after_a_crash_mid_upload_resets_the_image(
-    client: httpx.AsyncClient, node: Node, make_node: Callable[[Settings], Any]
+    client: httpx.AsyncClient, node: Node, make_node: Callable[[Settings], Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     image = await create_image(client)
     started = asyncio.Event()
@@ -330,7 +332,9 @@ async def test_restart_after_a_crash_mid_upload_resets_the_image(
     assert await status_of(client, image["id"]) == "saving"
     assert store_files(node), "the partial file should exist while the upload runs"
     # The process "dies" here: a new node starts on the same database and directories
-    # while the old one never gets to clean up.
+    # while the old one never gets to clean up. Both live in this test's process, so
+    # the writer's process is declared dead (tests/integration kill real processes).
+    monkeypatch.setattr(writers, "_alive", lambda pid: False)
     restarted = await make_node(node.settings)
     async with client_for(restarted) as after:
         assert await status_of(after, image["id"]) == "queued"

@@ -233,7 +233,7 @@ async def test_restart_fails_an_interrupted_import_cleanly(
     from glimpse.domain.image import Task
     from glimpse.services.imports import ImportRequest
 
-    first.runner.start = lambda task, roles: None  # type: ignore[method-assign]
+    first.runner.start = lambda *args: None  # type: ignore[method-assign]
     ctx = first.services.images.policy  # noqa: F841  (node keeps its policy)
     from glimpse.policy.context import RequestContext
 
