@@ -27,7 +27,8 @@ HOLD_STAGE = "stage"  # PUT /stage
 @dataclass(frozen=True)
 class Hold:
     """Bytes kept by one operation in one resource: ``need`` must fit or the claim
-    fails; up to ``want`` is taken when there is room."""
+    fails; up to ``want`` is taken when there is room (near the limit, half of what is
+    left, so that concurrent operations share it)."""
 
     need: int
     want: int

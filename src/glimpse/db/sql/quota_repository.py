@@ -27,7 +27,7 @@ from sqlalchemy import (
     select,
 )
 
-from glimpse.db.quotas import HOLD_STAGE, HOLD_UPLOAD, QuotaClaim
+from glimpse.db.quotas import HOLD_STAGE, HOLD_UPLOAD, Hold, QuotaClaim
 from glimpse.db.sql.quota_tables import quota_holds
 from glimpse.db.sql.session import Database
 from glimpse.db.sql.tables import image_locations, image_properties, images
@@ -110,8 +110,7 @@ def settle(conn: Connection, claim: QuotaClaim) -> dict[str, int]:
         if 0 <= limit < used + need:
             raise QuotaExceeded(resource, limit, used - added, added + need)
         if hold is not None:
-            room = hold.want if limit < 0 else limit - used
-            granted[resource] = max(need, min(hold.want, room))
+            granted[resource] = _grant(hold, None if limit < 0 else limit - used)
     if granted:
         assert claim.image_id is not None and claim.holder is not None
         now = datetime.now(UTC).replace(tzinfo=None)
@@ -130,6 +129,16 @@ def settle(conn: Connection, claim: QuotaClaim) -> dict[str, int]:
             ],
         )
     return granted
+
+
+def _grant(hold: Hold, room: int | None) -> int:
+    """What a hold gets: its need, plus up to ``want``, but at most half of the room
+    left beyond the need, so concurrent streams near a limit share what remains
+    instead of the first one taking it all."""
+    if room is None:
+        return hold.want
+    spare = max(0, room - hold.need) // 2
+    return hold.need + max(0, min(hold.want - hold.need, spare))
 
 
 def usage_of(
