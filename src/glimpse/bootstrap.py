@@ -42,6 +42,7 @@ from glimpse.services.health import HealthService
 from glimpse.services.image_data import DataLimits, ImageDataService
 from glimpse.services.images import ImageRules, ImageService
 from glimpse.services.imports import ImportService
+from glimpse.services.location_patches import LocationPatcher, LocationRules
 from glimpse.services.members import MemberService
 from glimpse.services.metadefs import MetadefService
 from glimpse.services.purge import Purger
@@ -322,6 +323,12 @@ def build_node(
         delayed_delete=settings.scrubber.delayed_delete,
         node_id=settings.node_id,
         quotas=quotas,
+        locations=LocationPatcher(stores, LocationRules(
+            show_multiple_locations=settings.show_multiple_locations,
+            hashing_algorithm=settings.hashing_algorithm,
+            location_quota=settings.image_location_quota,
+            uri_filter=UriFilter.from_settings(settings.imports),
+        )),
     )
     format_policy = FormatPolicy(
         disk_formats=settings.disk_formats,
@@ -410,6 +417,7 @@ def build_node(
             max_request_id_length=settings.max_request_id_length,
             public_endpoint=settings.public_endpoint,
             multistore=stores.multistore,
+            store_weights={s.id: s.weight for s in stores.all()},
         ),
         authenticator=build_authenticator(settings),
     )

@@ -201,3 +201,28 @@ async def test_health_reports_a_store_that_stops_taking_writes(
         assert refused.status_code == 503
         assert "is the share mounted" in refused.text
         assert (await _put(client, image["id"], b"x", "dcn0")).status_code == 204
+
+
+async def test_stores_and_locations_are_listed_highest_weight_first(multi: Node) -> None:
+    """As Glance: whatever order the copies were made in, an image lists its stores and
+    locations by store weight (central weighs 100, dcn0 and dcn1 nothing)."""
+    async with client_for(multi) as client:
+        image = await create_image(client)
+        assert (await _put(client, image["id"], b"edge first", "dcn1")).status_code == 204
+        central = multi.stores.get("central")
+
+        async def one() -> Any:
+            yield b"edge first"
+
+        stored = await central.add(image["id"], one())
+        from glimpse.db.base import ImageChanges
+        from glimpse.domain.image import Location
+
+        await multi.services.images.images.update(
+            image["id"],
+            ImageChanges(add_locations=(Location(stored.location, "central",
+                                                 {"store": "central"}),)),
+        )
+        shown = (await client.get(f"/v2/images/{image['id']}")).json()
+        assert shown["stores"] == "central,dcn1"
+        assert [loc["metadata"]["store"] for loc in shown["locations"]] == ["central", "dcn1"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
@@ -21,6 +21,8 @@ class ApiOptions:
     max_request_id_length: int
     public_endpoint: str | None
     multistore: bool
+    # Store id -> weight: images list their locations (and stores) highest weight first.
+    store_weights: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

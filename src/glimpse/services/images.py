@@ -30,6 +30,7 @@ from glimpse.domain.status import check_transition
 from glimpse.policy.context import RequestContext
 from glimpse.policy.enforcer import PolicyEnforcer
 from glimpse.services.deletion import CLAIM_SECONDS, Claim, DataRemover
+from glimpse.services.location_patches import LocationPatch, LocationPatcher, ProbedLocation
 from glimpse.services.quotas import QuotaService
 from glimpse.stores.registry import StoreRegistry
 
@@ -80,6 +81,7 @@ class ImageService:
         delayed_delete: bool = False,
         node_id: str = "glimpse",
         quotas: QuotaService | None = None,
+        locations: LocationPatcher | None = None,
     ) -> None:
         # This node's image cache: a deleted or deactivated image's copy is dropped.
         self.cache = cache
@@ -95,6 +97,8 @@ class ImageService:
         self.remover = DataRemover(images, stores, node_id)
         # Project limits (image_count_total); None: no project limits.
         self.quotas = quotas
+        # Location changes through PATCH (show_multiple_locations); None: refused.
+        self.locations = locations
 
     # -- reading ----------------------------------------------------------------
 
@@ -174,13 +178,25 @@ class ImageService:
     ) -> Image:
         image = await self.get_image(ctx, image_id)
         target = await self.target(ctx, image)
-        self.policy.authorize(ctx, "modify_image", target)
+        # As Glance: location changes answer to set/delete_image_location only.
+        properties_too = not patches or any(p.path[0] != "locations" for p in patches)
+        if properties_too:
+            self.policy.authorize(ctx, "modify_image", target)
+        located = _location_patches(patches)
+        probed: dict[str, ProbedLocation] = {}
+        if located:
+            # Allowed first, then the URLs checked (network I/O, outside the transaction).
+            self._location_patcher().check_allowed(
+                located, lambda rule: self.policy.authorize(ctx, rule, target)
+            )
+            probed = await self._location_patcher().probe(image, located)
         # A first pass on what we read refuses bad patches before taking any lock.
-        preview = self._apply_patches(ctx, image, patches, target)
+        preview, _ = self._apply_patches(ctx, image, patches, target, probed)
         if preview is None:
             return image
         if self.property_check is not None and preview.set_properties:
             await self.property_check(ctx, preview.set_properties)
+        removed: list[Location] = []
 
         def mutate(current: Image) -> ImageChanges | None:
             # Applied again to the image as it is inside the write transaction:
@@ -188,28 +204,52 @@ class ImageService:
             # (Glance's read-modify-write of the whole row loses updates).
             current_target = {**target, "project_id": current.owner, "owner": current.owner,
                               "visibility": current.visibility}
-            self.policy.authorize(ctx, "modify_image", current_target)
-            return self._apply_patches(ctx, current, patches, current_target)
+            if properties_too:
+                self.policy.authorize(ctx, "modify_image", current_target)
+            changes, removed[:] = self._apply_patches(
+                ctx, current, patches, current_target, probed
+            )
+            return changes
 
         updated = await self.images.modify(image_id, mutate)
         if updated is None:
             raise ImageNotFound(image_id)
+        await self._delete_removed_data(image_id, removed)
         return updated
+
+    def _location_patcher(self) -> LocationPatcher:
+        if self.locations is None:
+            raise Forbidden(
+                "Locations cannot be changed through PATCH unless "
+                "show_multiple_locations is enabled."
+            )
+        return self.locations
+
+    async def _delete_removed_data(self, image_id: str, removed: list[Location]) -> None:
+        """The data of locations a PATCH removed (as Glance): the record no longer
+        points at it, so a failure leaves an orphan, which is logged."""
+        for location in removed:
+            store = self.stores.for_location(location.store, location.url)
+            if store is None:
+                continue
+            try:
+                await store.delete(location.url)
+            except Exception:
+                log.exception("data of image %s at %s left behind as an orphan", image_id,
+                              location.url)
 
     def _apply_patches(
         self, ctx: RequestContext, image: Image, patches: list[Patch],
-        target: dict[str, object],
-    ) -> ImageChanges | None:
+        target: dict[str, object], probed: dict[str, ProbedLocation],
+    ) -> tuple[ImageChanges | None, list[Location]]:
+        """The changes the patches make to this image, and the locations they remove."""
         core: dict[str, object] = {}
         props = dict(image.properties)
         tags: list[str] | None = None
         for patch in patches:
             name = patch.path[0]
             if name == "locations":
-                raise Forbidden(
-                    "Locations cannot be changed through PATCH unless "
-                    "show_multiple_locations is enabled."
-                )
+                continue
             if name in _PATCHABLE_CORE:
                 if patch.op == "remove":
                     raise Forbidden(f"Property {name} may not be removed.")
@@ -241,11 +281,24 @@ class ImageService:
         removed = tuple(k for k in image.properties if k not in props)
         if new_props:
             self._check_properties(props, len(props))
-        if not core and not new_props and not removed and tags is None:
-            return None
-        return ImageChanges(
-            core=core, set_properties=new_props, remove_properties=removed, tags=tags
+        located = _location_patches(patches)
+        gone: list[Location] = []
+        drop: tuple[str, ...] = ()
+        add: tuple[Location, ...] = ()
+        if located:
+            edit = self._location_patcher().apply(
+                image, located, probed, lambda rule: self.policy.authorize(ctx, rule, target)
+            )
+            core.update(edit.core)
+            gone = edit.removed
+            drop, add = _location_diff(image.locations, edit.locations)
+        if not core and not new_props and not removed and tags is None and not drop and not add:
+            return None, []
+        changes = ImageChanges(
+            core=core, set_properties=new_props, remove_properties=removed, tags=tags,
+            remove_locations=drop, add_locations=add,
         )
+        return changes, gone
 
     def _check_core_changes(
         self, ctx: RequestContext, image: Image, core: dict[str, object],
@@ -444,6 +497,24 @@ _PATCHABLE_CORE = frozenset(
         "disk_format", "container_format", "tags",
     }
 )
+
+
+def _location_patches(patches: list[Patch]) -> list[LocationPatch]:
+    return [
+        LocationPatch(op=p.op, position=p.path[1] if len(p.path) > 1 else None, value=p.value)
+        for p in patches if p.path[0] == "locations"
+    ]
+
+
+def _location_diff(
+    old: list[Location], new: list[Location]
+) -> tuple[tuple[str, ...], tuple[Location, ...]]:
+    """Rows to drop (by url) and to append so that the stored order becomes ``new``:
+    everything after the longest common prefix is rewritten."""
+    same = 0
+    while same < min(len(old), len(new)) and old[same] == new[same]:
+        same += 1
+    return tuple(loc.url for loc in old[same:]), tuple(new[same:])
 
 
 def _check_deletable(image: Image) -> None:

@@ -75,14 +75,16 @@ def image_view(image: Image, options: ApiOptions) -> dict[str, Any]:
         file=f"/v2/images/{image.id}/file",
         schema="/v2/schemas/image",
     )
-    if options.multistore and image.locations:
-        view["stores"] = ",".join(dict.fromkeys(loc.store for loc in image.locations))
+    locations = image.locations
+    if options.multistore:
+        # As Glance: highest store weight first (a stable sort: ties keep their order).
+        locations = sorted(locations, key=lambda loc: -options.store_weights.get(loc.store, 0))
+    if options.multistore and locations:
+        view["stores"] = ",".join(dict.fromkeys(loc.store for loc in locations))
     if options.show_multiple_locations:
-        view["locations"] = [
-            {"url": loc.url, "metadata": loc.metadata} for loc in image.locations
-        ]
-    if options.show_image_direct_url and image.locations:
-        view["direct_url"] = image.locations[0].url
+        view["locations"] = [{"url": loc.url, "metadata": loc.metadata} for loc in locations]
+    if options.show_image_direct_url and locations:
+        view["direct_url"] = locations[0].url
     return view
 
 
@@ -226,8 +228,10 @@ def _parse_change(raw: object, draft: int, st: Any) -> Patch:
         if "value" not in raw:
             raise InvalidInput(f'Operation "{op}" requires a member named "value".')
         value = raw["value"]
-        if root != "locations":
-            st.schemas.validate_image({root: value})
+        # A location path names one element of the list (add), or the whole list.
+        st.schemas.validate_image(
+            {root: [value] if root == "locations" and op == "add" else value}
+        )
         _check_property_name(root)
     return Patch(op=op, path=tuple(path), value=value, draft=draft)
 
