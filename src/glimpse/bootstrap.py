@@ -239,6 +239,7 @@ def _swift_driver(o: dict[str, Any]) -> StoreDriver:
         insecure=o["swift_store_auth_insecure"], cacert=o["swift_store_cacert"],
         region=o["swift_store_region"], endpoint_type=o["swift_store_endpoint_type"],
         service_type=o["swift_store_service_type"],
+        timeout=o["swift_store_timeout"], retry_get_count=o["swift_store_retry_get_count"],
     )
 
 
@@ -257,6 +258,7 @@ def _s3_driver(o: dict[str, Any]) -> StoreDriver:
         data_integrity_protection=o["s3_store_enable_data_integrity_protection"],
         request_checksum_calculation=o["s3_store_request_checksum_calculation"],
         response_checksum_validation=o["s3_store_response_checksum_validation"],
+        timeout=o["s3_store_timeout"],
     )
 
 

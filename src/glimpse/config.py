@@ -200,6 +200,12 @@ _SWIFT_STORE_OPTS = [
     cfg.StrOpt("swift_store_region", help="Keystone region of the Swift endpoint."),
     cfg.StrOpt("swift_store_endpoint_type", default="publicURL"),
     cfg.StrOpt("swift_store_service_type", default="object-store"),
+    cfg.IntOpt("swift_store_retry_get_count", default=0, min=0,
+               help="Times a download cut off mid-way is resumed where it stopped."),
+    # Glimpse's own: Glance waits for a Swift that stopped answering for ever.
+    cfg.FloatOpt("swift_store_timeout", default=60.0, min=0.1,
+                 help="Seconds Swift and its auth service may take to connect or to answer "
+                 "each read or write; a transfer in flight fails after this."),
 ]
 _CHECKSUM_CHOICES = ["when_required", "when_supported"]
 _S3_STORE_OPTS = [
@@ -224,6 +230,10 @@ _S3_STORE_OPTS = [
                choices=_CHECKSUM_CHOICES),
     cfg.StrOpt("s3_store_response_checksum_validation", default="when_required",
                choices=_CHECKSUM_CHOICES),
+    # Glimpse's own, as swift_store_timeout.
+    cfg.FloatOpt("s3_store_timeout", default=60.0, min=0.1,
+                 help="Seconds S3 may take to answer each read or write (connecting: at "
+                 "most 10); a transfer in flight fails after this."),
 ]
 _HTTP_STORE_OPTS = [
     cfg.BoolOpt("https_insecure", default=True, help="Skip verifying web servers' "

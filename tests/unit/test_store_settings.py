@@ -4,6 +4,7 @@ start-up errors for what Glimpse does not offer."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,3 +92,41 @@ def test_a_missing_credentials_file_stops_start_up(tmp_path: Path) -> None:
                                 "default_backend = x\n[x]\nswift_store_config_file = none\n")
     with pytest.raises(ValueError, match="cannot be read"):
         build_stores(config)
+
+
+def test_timeouts_reach_the_drivers(tmp_path: Path) -> None:
+    """Glimpse's own swift_store_timeout and s3_store_timeout (Glance has none: a back end
+    that stops answering holds its transfers for ever), and Glance's
+    swift_store_retry_get_count."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "glance-swift.conf").write_text(
+        "[ref1]\nauth_address = http://swift.example/auth/v1.0\nuser = a:b\nkey = k\n")
+    text = """
+[DEFAULT]
+enabled_backends = obj:swift, bucket:s3, plain:swift
+[glance_store]
+default_backend = obj
+[obj]
+swift_store_config_file = glance-swift.conf
+swift_store_timeout = 2.5
+swift_store_retry_get_count = 3
+[plain]
+swift_store_config_file = glance-swift.conf
+[bucket]
+s3_store_host = s3.example.com
+s3_store_access_key = AK
+s3_store_secret_key = SK
+s3_store_bucket = images
+s3_store_timeout = 7
+"""
+    registry, _ = build_stores(settings(tmp_path, text))
+    obj: Any = registry.get("obj").driver
+    assert (obj.timeout, obj.retry_get_count) == (2.5, 3)
+    plain: Any = registry.get("plain").driver
+    assert (plain.timeout, plain.retry_get_count) == (60, 0)
+    bucket: Any = registry.get("bucket").driver
+    assert bucket.client.meta.config.read_timeout == 7
+    assert bucket.client.meta.config.connect_timeout == 7
+    # Three tries for transfers; one for clean-up after a failure (then the janitor).
+    assert bucket.client.meta.config.retries["total_max_attempts"] == 3
+    assert bucket.cleanup_client.meta.config.retries["total_max_attempts"] == 1

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from glimpse.domain.errors import RequestTooLarge, StoreNotFound, StoreUnavailable
+from glimpse.domain.errors import RequestTooLarge, StoreFull, StoreNotFound, StoreUnavailable
 from glimpse.stores.base import SizeProbe, StoredObject, StoreDriver, StoreHealth
 
 CHUNK = 1024 * 1024
@@ -96,7 +96,10 @@ class ManagedStore:
                     await asyncio.gather(pending, return_exceptions=True)
 
         # Drivers translate their own backend errors; the source's errors pass through.
-        written = await self.driver.write(image_id, hashed())
+        try:
+            written = await self.driver.write(image_id, hashed())
+        except (StoreUnavailable, StoreFull) as exc:
+            raise self._named(exc) from exc
         return StoredObject(
             location=written.location,
             size=written.size,
@@ -106,10 +109,20 @@ class ManagedStore:
             metadata={"store": self.id},
         )
 
-    def read(
+    async def read(
         self, location: str, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
-        return self.driver.read(location, offset, length)
+        chunks = self.driver.read(location, offset, length)
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except StoreUnavailable as exc:
+            raise self._named(exc) from exc
+        finally:
+            # Close the driver's stream (its connection, its thread) however reading ends.
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     async def size(self, location: str) -> int | None:
         """The size of a location's data without reading it, when the driver can tell."""
@@ -118,7 +131,15 @@ class ManagedStore:
         return await self.driver.size(location)
 
     async def delete(self, location: str) -> None:
-        await self.driver.delete(location)
+        try:
+            await self.driver.delete(location)
+        except (StoreUnavailable, StoreFull) as exc:
+            raise self._named(exc) from exc
+
+    def _named(self, exc: StoreUnavailable | StoreFull) -> StoreUnavailable | StoreFull:
+        """The same error, its message naming this store (with several, which one failed
+        is the caller's first question)."""
+        return type(exc)(f"Store {self.id}: {exc.message}")
 
     def local_path(self, location: str) -> Path | None:
         return self.driver.local_path(location)

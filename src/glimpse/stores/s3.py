@@ -13,13 +13,20 @@ The size is not known while streaming. Up to ``min(s3_store_large_object_size, 3
 bytes are held back: a stream ending within that is sent with one PUT; a longer one goes
 as a multipart upload of ``s3_store_large_object_chunk_size`` parts, up to
 ``s3_store_thread_pools`` of them sent in parallel, and is aborted on any failure so no
-parts are left behind. The part size doubles every 1,000 parts to stay within S3's
-10,000-part limit.
+parts are left behind; when S3 is away at that moment, the abort is retried in the
+background until it answers again (:class:`~glimpse.stores.threads.Janitor`; an upload id
+belongs to one upload only, so a later abort cannot touch anything else). The part size
+doubles every 1,000 parts to stay within S3's 10,000-part limit.
+
+Every request has a timeout (``s3_store_timeout``): an S3 server that stops answering
+fails an upload or a download in flight within it (times botocore's three attempts for
+requests it can repeat), rather than holding it for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +41,9 @@ import botocore.exceptions
 
 from glimpse.domain.errors import StoreFull, StoreUnavailable
 from glimpse.stores.base import StoreHealth, WrittenData
-from glimpse.stores.threads import SerialWorker
+from glimpse.stores.threads import Janitor, SerialWorker
+
+log = logging.getLogger(__name__)
 
 LOOKAHEAD = 32 * 1024**2
 READ_CHUNK = 1024 * 1024
@@ -62,6 +71,7 @@ class S3StoreDriver:
         data_integrity_protection: bool = False,
         request_checksum_calculation: str = "when_required",
         response_checksum_validation: str = "when_required",
+        timeout: float = 60.0,
     ) -> None:
         if not (host and access_key and secret_key and bucket):
             raise ValueError(
@@ -74,6 +84,8 @@ class S3StoreDriver:
             raise ValueError("s3_store_thread_pools must be a positive integer")
         if bucket_url_format not in ("auto", "virtual", "path"):
             raise ValueError("s3_store_bucket_url_format must be auto, virtual or path")
+        if timeout <= 0:
+            raise ValueError("s3_store_timeout must be positive")
         self.endpoint = host if host.startswith(("http://", "https://")) else f"http://{host}"
         parsed = urlparse(self.endpoint)
         self.scheme = "s3+https" if parsed.scheme == "https" else "s3"
@@ -84,15 +96,17 @@ class S3StoreDriver:
         self.large_object_chunk_size = large_object_chunk_size
         self.thread_pools = thread_pools
         self.region_name = region_name or None
+        self.timeout = timeout
         if not data_integrity_protection:
             request_checksum_calculation = response_checksum_validation = "when_required"
         config = botocore.config.Config(
             s3={"addressing_style": bucket_url_format},
             request_checksum_calculation=request_checksum_calculation,
             response_checksum_validation=response_checksum_validation,
-            retries={"max_attempts": 3, "mode": "standard"},
-            connect_timeout=10,
-            read_timeout=60,
+            # total_max_attempts counts the first try (botocore's max_attempts does not).
+            retries={"total_max_attempts": 3, "mode": "standard"},
+            connect_timeout=min(10.0, timeout),
+            read_timeout=timeout,
             max_pool_connections=thread_pools + 4,
         )
         session = boto3.session.Session(
@@ -103,6 +117,15 @@ class S3StoreDriver:
             "s3", endpoint_url=self.endpoint, region_name=self.region_name,
             use_ssl=parsed.scheme == "https", verify=cacert or None, config=config,
         )
+        # Clean-up after a failure tries once: the upload has already waited out the
+        # timeouts, and what S3 cannot take now the janitor retries later.
+        self.cleanup_client: Any = session.client(
+            "s3", endpoint_url=self.endpoint, region_name=self.region_name,
+            use_ssl=parsed.scheme == "https", verify=cacert or None,
+            config=config.merge(botocore.config.Config(
+                retries={"total_max_attempts": 1, "mode": "standard"})),
+        )
+        self.janitor = Janitor(f"s3 store {self.host}")
 
     def _translate(self, exc: BaseException, doing: str) -> BaseException:
         if isinstance(exc, (StoreUnavailable, StoreFull)):
@@ -113,6 +136,9 @@ class S3StoreDriver:
                 return StoreFull(f"S3 refused the data {doing}: {code}")
             return StoreUnavailable(f"S3 store failed {doing}: {code or exc}")
         # Only the client's own errors: the source's (a client going away) pass through.
+        if isinstance(exc, (botocore.exceptions.ReadTimeoutError,
+                            botocore.exceptions.ConnectTimeoutError)):
+            return StoreUnavailable(f"S3 did not answer within {self.timeout:g} s {doing}")
         if isinstance(exc, botocore.exceptions.BotoCoreError):
             return StoreUnavailable(f"S3 store failed {doing}: {exc}")
         return exc
@@ -144,8 +170,20 @@ class S3StoreDriver:
             await worker.run(self.client.put_object, Bucket=self.bucket, Key=key, Body=data)
         except BaseException:
             # Cancelled while the PUT ran on: remove the object once the PUT has ended.
-            await worker.cleanup(self._delete, self.bucket, key)
+            await worker.cleanup(self._discard, key)
             raise
+
+    def _discard(self, key: str) -> None:
+        """Remove a PUT's object after the PUT failed, once. Not retried later: by then a
+        new upload of the image may have written the key. If S3 completes the PUT that
+        was cut off, the object stays unreferenced until the next upload overwrites it
+        (``glimpse stores orphans`` lists it once the image is deleted)."""
+        try:
+            self._delete(self.bucket, key, client=self.cleanup_client)
+        except Exception as exc:
+            log.warning("could not remove %s/%s after a failed upload (%s); if S3 completes "
+                        "its PUT later, the object stays unreferenced", self.bucket, key,
+                        self._translate(exc, "cleaning up"))
 
     def _ensure_bucket(self) -> None:
         try:
@@ -218,9 +256,9 @@ class S3StoreDriver:
         finally:
             worker.close()
 
-    def _delete(self, bucket: str, key: str) -> None:
+    def _delete(self, bucket: str, key: str, client: Any = None) -> None:
         try:
-            self.client.delete_object(Bucket=bucket, Key=key)
+            (client or self.client).delete_object(Bucket=bucket, Key=key)
         except botocore.exceptions.ClientError as exc:
             if _status(exc) != 404:  # no such bucket: nothing to delete
                 raise
@@ -382,10 +420,26 @@ class _Multipart:
         await self.worker.cleanup(self._abort_upload)  # after a create still running
 
     def _abort_upload(self) -> None:
-        if self.upload_id is not None:
-            self.client.abort_multipart_upload(
-                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
+        if self.upload_id is None:
+            return
+        try:
+            abort_multipart_upload(self.driver, self.bucket, self.key, self.upload_id)
+        except Exception as exc:
+            self.driver.janitor.defer(
+                f"aborting multipart upload {self.upload_id} of {self.bucket}/{self.key}",
+                partial(abort_multipart_upload, self.driver, self.bucket, self.key,
+                        self.upload_id),
+                self.driver._translate(exc, "cleaning up"),
             )
+
+
+def abort_multipart_upload(driver: S3StoreDriver, bucket: str, key: str, upload_id: str) -> None:
+    """Abort one multipart upload, once; one that is already gone is done."""
+    try:
+        driver.cleanup_client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+    except botocore.exceptions.ClientError as exc:
+        if _status(exc) != 404:  # NoSuchUpload
+            raise
 
 
 def _status(exc: botocore.exceptions.ClientError) -> int:

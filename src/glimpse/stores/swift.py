@@ -2,11 +2,13 @@
 
 In the account the credentials reference logs in to::
 
-    <container>/<image_id>            the image: a plain object; for a large image an empty
-                                      manifest, X-Object-Manifest: <container>/<image_id>-
-                                      (a Dynamic Large Object, as Glance writes it)
-    <container>/<image_id>-00001 ...  the segments of a large image, each at most
-                                      ``swift_store_large_object_chunk_size`` bytes
+    <container>/<image_id>                  the image: a plain object; for a large image an
+                                            empty manifest, X-Object-Manifest:
+                                            <container>/<image_id>-<upload>- (a Dynamic
+                                            Large Object, as Glance writes them)
+    <container>/<image_id>-<upload>-00001   the segments of a large image, each at most
+    ...                                     ``swift_store_large_object_chunk_size`` bytes;
+                                            <upload> is 8 hex digits new for every upload
 
 Location: ``swift+config://<reference>/<container>/<image_id>``: the credentials stay in
 ``swift_store_config_file`` (section ``default_swift_reference``: ``auth_address``,
@@ -18,17 +20,30 @@ bytes are held back: a stream that ends within that becomes a plain object (one 
 it appears only when complete); anything longer is written as segments streamed to Swift
 one at a time, then the manifest, as Glance does for uploads of unknown size. A failed or
 cancelled upload deletes every segment it started; a partial object never becomes
-visible. Deleting removes the manifest first, so a half-finished delete leaves unseen
-segments, never a readable image with parts missing; the segments go next, and a repeated
-delete sweeps any that remain.
+visible. When Swift is away at that moment, the segments are removed in the background
+once it answers again (:class:`~glimpse.stores.threads.Janitor`): their per-upload prefix
+is what makes that safe, as no later upload of the same image writes under it (and no
+stray segment of an earlier attempt can slip into a manifest's listing, as it could
+under Glance's ``<image_id>-`` prefix). Deleting removes the manifest first, so a
+half-finished delete leaves unseen segments, never a readable image with parts missing;
+the segments go next, and a repeated delete sweeps any that remain.
+
+Every request has a timeout (``swift_store_timeout``): a Swift that stops answering fails
+an upload or a download in flight within it, rather than holding it for ever. A download
+cut off mid-way is resumed from where it stopped ``swift_store_retry_get_count`` times
+(Glance's option), then fails; one that ends short of its length is an error, never a
+silently truncated image.
 """
 
 from __future__ import annotations
 
 import asyncio
 import configparser
+import functools
 import io
+import logging
 import re
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,11 +51,17 @@ from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
 import swiftclient
+from keystoneauth1 import exceptions as ksa_exceptions
+from keystoneauth1 import session as ksa_session
+from keystoneauth1.identity import v2 as ksa_v2
+from keystoneauth1.identity import v3 as ksa_v3
 from swiftclient.exceptions import ClientException
 
 from glimpse.domain.errors import StoreFull, StoreUnavailable
 from glimpse.stores.base import StoreHealth, WrittenData
-from glimpse.stores.threads import ChunkPipe, PipeAborted, SerialWorker
+from glimpse.stores.threads import ChunkPipe, Janitor, PipeAborted, SerialWorker
+
+log = logging.getLogger(__name__)
 
 LOOKAHEAD = 32 * 1024**2
 READ_CHUNK = 1024 * 1024
@@ -127,6 +148,7 @@ class SwiftStoreDriver:
         service_type: str = "object-store",
         retries: int = 2,
         timeout: float = 60.0,
+        retry_get_count: int = 0,
     ) -> None:
         if large_object_chunk_size <= 0 or large_object_size <= 0:
             raise ValueError("swift large object sizes must be positive")
@@ -143,38 +165,62 @@ class SwiftStoreDriver:
         self.service_type = service_type
         self.retries = retries
         self.timeout = timeout
+        self.retry_get_count = retry_get_count
         self._auth: tuple[str, str] | None = None  # storage URL and token, shared
+        self._session: ksa_session.Session | None = None
+        self.janitor = Janitor(f"swift store {reference}")
 
     # -- connections --------------------------------------------------------------
 
-    def _connection(self) -> swiftclient.Connection:
+    def _connection(self, retries: int | None = None) -> swiftclient.Connection:
         """A connection for one operation (one HTTP connection, one thread); it reuses the
-        last token and logs in again by itself when that token has expired."""
+        last token and logs in again by itself when Swift refuses it (401)."""
         c = self.credentials
-        user, tenant = c.user, None
+        url, token = self._auth or (None, None)
+        common: dict[str, Any] = {
+            "preauthurl": url, "preauthtoken": token, "insecure": self.insecure,
+            "cacert": self.cacert, "retries": self.retries if retries is None else retries,
+            "starting_backoff": 0.5, "max_backoff": 2, "timeout": self.timeout,
+        }
+        if c.auth_version == "1":
+            return swiftclient.Connection(authurl=c.auth_address, user=c.user, key=c.key,
+                                          auth_version="1", **common)
+        # Keystone: the storage URL is the catalog's object-store endpoint.
         os_options: dict[str, Any] = {
             "endpoint_type": self.endpoint_type, "service_type": self.service_type,
         }
-        if c.auth_version != "1":
+        if self.region:
+            os_options["region_name"] = self.region
+        return swiftclient.Connection(session=self._keystone_session(), os_options=os_options,
+                                      **common)
+
+    def _keystone_session(self) -> ksa_session.Session:
+        """One keystoneauth session per store, shared by its threads (the plugin locks
+        its token), for Keystone v3 or v2.0 password logins."""
+        if self._session is None:
+            c = self.credentials
+            user, project = c.user, c.project_name
             if ":" in user and not (c.project_name or c.project_id):
-                tenant, user = user.split(":", 1)
-            for name in ("project_name", "project_id", "user_domain_id", "user_domain_name",
-                         "project_domain_id", "project_domain_name"):
-                if getattr(c, name):
-                    os_options[name] = getattr(c, name)
-            if not (c.user_domain_id or c.user_domain_name):
-                os_options["user_domain_id"] = "default"
-            if not (c.project_domain_id or c.project_domain_name):
-                os_options["project_domain_id"] = "default"
-            if self.region:
-                os_options["region_name"] = self.region
-        url, token = self._auth or (None, None)
-        return swiftclient.Connection(
-            authurl=c.auth_address, user=user, key=c.key, auth_version=c.auth_version,
-            tenant_name=tenant, os_options=os_options, preauthurl=url, preauthtoken=token,
-            insecure=self.insecure, cacert=self.cacert, retries=self.retries,
-            starting_backoff=0.5, max_backoff=2, timeout=self.timeout,
-        )
+                project, user = user.split(":", 1)  # Glance's project:user form
+            auth: Any
+            if c.auth_version == "3":
+                auth = ksa_v3.Password(
+                    auth_url=c.auth_address, username=user, password=c.key,
+                    project_name=project, project_id=c.project_id,
+                    user_domain_id=c.user_domain_id or (
+                        None if c.user_domain_name else "default"),
+                    user_domain_name=c.user_domain_name,
+                    project_domain_id=c.project_domain_id or (
+                        None if c.project_domain_name else "default"),
+                    project_domain_name=c.project_domain_name,
+                )
+            else:
+                auth = ksa_v2.Password(auth_url=c.auth_address, username=user,
+                                       password=c.key, tenant_name=project,
+                                       tenant_id=c.project_id)
+            verify: bool | str = False if self.insecure else (self.cacert or True)
+            self._session = ksa_session.Session(auth=auth, verify=verify, timeout=self.timeout)
+        return self._session
 
     def _remember(self, conn: swiftclient.Connection) -> None:
         if conn.url and conn.token:
@@ -191,8 +237,16 @@ class SwiftStoreDriver:
             status = f"HTTP {exc.http_status}" if exc.http_status else str(exc.msg)
             return StoreUnavailable(f"Swift store failed {doing}: {status} {exc.http_reason or ''}"
                                     .rstrip())
+        if isinstance(exc, ksa_exceptions.ClientException):  # logging in to Keystone
+            if isinstance(exc, (ksa_exceptions.ConnectTimeout, ksa_exceptions.RequestTimeout)):
+                return StoreUnavailable(
+                    f"Keystone did not answer within {self.timeout:g} s {doing} for Swift"
+                )
+            return StoreUnavailable(f"Swift's Keystone login failed {doing}: {exc}")
         # Only the client's own errors: the source's (a client going away) pass through.
         if isinstance(exc, PipeAborted) or _is_requests_error(exc):
+            if _is_timeout(exc):
+                return StoreUnavailable(f"Swift did not answer within {self.timeout:g} s {doing}")
             return StoreUnavailable(f"Swift store failed {doing}: {type(exc).__name__}: {exc}")
         return exc
 
@@ -214,8 +268,28 @@ class SwiftStoreDriver:
         finally:
             self._remember(conn)
             await worker.cleanup(conn.close)
+            await worker.cleanup(upload.close)
             worker.close()
         return WrittenData(location=self.location_for(self.container, image_id), size=size)
+
+    def sweep_segments(self, container: str, prefix: str) -> None:
+        """Delete every object named ``prefix``*: one aborted upload's segments."""
+        conn = self._connection(retries=0)
+        try:
+            try:
+                _, objects = conn.get_container(container, prefix=prefix, full_listing=True)
+            except ClientException as exc:
+                if exc.http_status == 404:
+                    return
+                raise
+            for item in objects:
+                try:
+                    conn.delete_object(container, item["name"])
+                except ClientException as exc:
+                    if exc.http_status != 404:
+                        raise
+        finally:
+            conn.close()
 
     # -- reading ------------------------------------------------------------------
 
@@ -225,33 +299,57 @@ class SwiftStoreDriver:
         container, name = self._parse(location)
         if length == 0:
             return
-        headers = {}
-        if offset or length is not None:
-            last = "" if length is None else str(offset + length - 1)
-            headers["Range"] = f"bytes={offset}-{last}"
         worker = SerialWorker("swift-read")
         conn = self._connection()
+        position = offset
+        retries_left = self.retry_get_count
         body: Any = None
         try:
-            try:
-                _, body = await worker.run(
-                    conn.get_object, container, name, resp_chunk_size=READ_CHUNK,
-                    headers=headers,
-                )
-            except ClientException as exc:
-                if exc.http_status == 416:  # the range starts at or after the end
-                    return
-                if exc.http_status == 404:
-                    raise StoreUnavailable(
-                        f"Image data is missing from Swift: {container}/{name}"
-                    ) from exc
-                raise
-            iterator = iter(body)
             while True:
-                data = await worker.run(next, iterator, b"")
-                if not data:
-                    break
-                yield data
+                # Always a Range, so swiftclient leaves resuming to us (and to our count).
+                last = "" if length is None else str(offset + length - 1)
+                try:
+                    headers, body = await worker.run(
+                        conn.get_object, container, name, resp_chunk_size=READ_CHUNK,
+                        headers={"Range": f"bytes={position}-{last}"},
+                    )
+                except ClientException as exc:
+                    if exc.http_status == 416:  # the range starts at or after the end
+                        return
+                    if exc.http_status == 404:
+                        raise StoreUnavailable(
+                            f"Image data is missing from Swift: {container}/{name}"
+                        ) from exc
+                    raise
+                skip = position if "content-range" not in headers else 0
+                expected = _int_or_none(headers.get("content-length"))
+                received = 0
+                try:
+                    iterator = iter(body)
+                    while data := await worker.run(next, iterator, b""):
+                        received += len(data)
+                        if skip:  # Swift ignored the Range: drop what comes before it
+                            cut = min(skip, len(data))
+                            data, skip = data[cut:], skip - cut
+                            if not data:
+                                continue
+                        position += len(data)
+                        yield data
+                    if expected is not None and received < expected:
+                        raise _ShortRead(f"Swift ended the data of {container}/{name} after "
+                                         f"{received} of {expected} bytes")
+                    return
+                except Exception as exc:
+                    if retries_left <= 0 or not (isinstance(exc, _ShortRead)
+                                                 or _is_requests_error(exc)):
+                        raise
+                    retries_left -= 1
+                    log.info("download of %s/%s cut off at byte %d (%s); resuming", container,
+                             name, position, exc)
+                    await worker.cleanup(body.close)
+                    body = None
+        except _ShortRead as exc:
+            raise StoreUnavailable(str(exc)) from exc
         except Exception as exc:
             raise self._translate(exc, f"reading {location}") from exc
         finally:
@@ -352,9 +450,13 @@ class _Upload:
         self.conn = conn
         self.container = driver.container
         self.name = image_id
+        self.prefix = f"{image_id}-{secrets.token_hex(4)}-"  # this upload's segments
         self.started: list[str] = []  # every object a PUT was started for
         self.put: Any = None  # the segment PUT in flight
         self.pipe: ChunkPipe | None = None
+        # Segment bodies are streams swiftclient cannot replay: a failed PUT must end the
+        # upload with its own error, not with a retry's "no ability to reset contents".
+        self.segment_conn: swiftclient.Connection | None = None
 
     def ensure_container(self) -> None:
         try:
@@ -369,6 +471,8 @@ class _Upload:
                     "to Swift automatically."
                 ) from exc
             self.conn.put_container(self.container)
+        finally:
+            self.driver._remember(self.conn)  # the segment connection logs in with it
 
     async def stream(self, worker: SerialWorker, chunks: AsyncIterator[bytes]) -> int:
         driver = self.driver
@@ -409,11 +513,13 @@ class _Upload:
             if not pending:
                 break
             number += 1
-            segment = f"{self.name}-{number:05d}"
+            segment = f"{self.prefix}{number:05d}"
             self.pipe = ChunkPipe()
             self.started.append(segment)
+            if self.segment_conn is None:
+                self.segment_conn = self.driver._connection(retries=0)
             self.put = asyncio.ensure_future(worker.run(
-                self.conn.put_object, self.container, segment, iter(self.pipe),
+                self.segment_conn.put_object, self.container, segment, iter(self.pipe),
                 content_length=None,
             ))
             filled = 0
@@ -434,7 +540,7 @@ class _Upload:
             await self.put
             self.put = self.pipe = None
             total += filled
-        manifest = f"{quote(self.container)}/{quote(self.name)}-"
+        manifest = f"{quote(self.container)}/{quote(self.prefix)}"
         self.started.append(self.name)
         await worker.run(self.conn.put_object, self.container, self.name, b"",
                          content_length=0, headers={"X-Object-Manifest": manifest})
@@ -450,13 +556,42 @@ class _Upload:
                 self.put.exception()  # retrieved: the upload's own error is what counts
         await worker.cleanup(self._delete_started)
 
+    def close(self) -> None:
+        if self.segment_conn is not None:
+            self.segment_conn.close()
+
     def _delete_started(self) -> None:
-        for name in reversed(self.started):
-            try:
-                self.conn.delete_object(self.container, name)
-            except ClientException as exc:
-                if exc.http_status != 404:
-                    raise
+        """Delete what this upload started; what Swift cannot take now goes to the janitor.
+
+        One try each, without retries: when Swift is away the upload has already waited
+        out a timeout, and the caller is owed its error. The segments, named for this
+        upload alone, are swept later; the object under the image's own name is not (by
+        then a new upload of the image may have written it), so if Swift completes a PUT
+        of it that was cut off, it stays as unreferenced data that the next upload
+        overwrites (``glimpse stores orphans`` lists it once the image is deleted).
+        """
+        conn = self.driver._connection(retries=0)
+        try:
+            for name in reversed(self.started):
+                try:
+                    conn.delete_object(self.container, name)
+                except ClientException as exc:
+                    if exc.http_status != 404:
+                        raise
+        except Exception as exc:
+            why = self.driver._translate(exc, "cleaning up")
+            if self.name in self.started:
+                log.warning("could not remove %s/%s after a failed upload (%s); if Swift "
+                            "completes its PUT later, the object stays unreferenced",
+                            self.container, self.name, why)
+            if any(name != self.name for name in self.started):
+                self.driver.janitor.defer(
+                    f"removing segments {self.container}/{self.prefix}* of an aborted upload",
+                    functools.partial(self.driver.sweep_segments, self.container, self.prefix),
+                    why,
+                )
+        finally:
+            conn.close()
 
 
 def _ignore() -> None:
@@ -499,6 +634,26 @@ def _delete_object(conn: swiftclient.Connection, container: str, name: str) -> N
                 raise
 
 
+class _ShortRead(Exception):
+    """Swift closed a download before its Content-Length."""
+
+
 def _is_requests_error(exc: BaseException) -> bool:
     module = type(exc).__module__
     return module.startswith(("requests", "urllib3", "http.client"))
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """A request Swift did not answer in time (requests and urllib3 name theirs so)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TimeoutError) or "Timeout" in type(current).__name__:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() else None

@@ -11,6 +11,10 @@ Each driver operation gets its own :class:`SerialWorker`: one private thread, so
 
 :class:`ChunkPipe` hands bytes from the event loop to a blocking consumer, such as an
 HTTP request body being sent by a worker thread, with a bounded number in flight.
+
+:class:`Janitor` retries, on a daemon thread of its own, the clean-ups that failed
+because the back end was away (the segments of an aborted Swift upload, an S3 multipart
+upload to abort), so that nothing stays behind once the back end answers again.
 """
 
 from __future__ import annotations
@@ -18,10 +22,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import queue
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -101,3 +111,96 @@ class ChunkPipe:
             self._loop.call_soon_threadsafe(self._space.release)
             assert isinstance(item, bytes)
             yield item
+
+
+@dataclass
+class _Chore:
+    what: str
+    func: Callable[[], None]
+    deadline: float
+    due: float
+    attempts: int = 0
+
+
+class Janitor:
+    """Clean-ups retried on one daemon thread until they succeed or ``give_up_after``
+    seconds pass: every ``interval`` seconds for the first minute, then every
+    ``slow_interval``.
+
+    Only clean-ups that are safe to repeat at any later time belong here: ones naming
+    what no other upload can own (a unique segment prefix, a multipart upload id). A
+    chore that fails ends the round (the back end is still away: the others would only
+    wait for the same timeout). Chores live in memory: a restart forgets them, and each
+    is logged when deferred, so an operator can finish it by hand.
+    """
+
+    def __init__(
+        self, name: str, *, interval: float = 2.0, slow_interval: float = 30.0,
+        give_up_after: float = 3600.0,
+    ) -> None:
+        self.name = name
+        self.interval = interval
+        self.slow_interval = slow_interval
+        self.give_up_after = give_up_after
+        self._chores: list[_Chore] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+
+    def defer(self, what: str, func: Callable[[], None], why: object) -> None:
+        """Retry ``func`` (``what`` it does, for the log) until it returns; ``why`` is
+        the error of the attempt that failed just now."""
+        now = time.monotonic()
+        log.warning("%s: %s failed (%s); retrying in the background", self.name, what, why)
+        with self._lock:
+            self._chores.append(_Chore(what, func, deadline=now + self.give_up_after,
+                                       due=now + self.interval))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name=f"{self.name}-janitor", daemon=True
+                )
+                self._thread.start()
+            self._wake.notify()
+
+    def pending(self) -> list[str]:
+        """What is still to be cleaned up."""
+        with self._lock:
+            return [chore.what for chore in self._chores]
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._chores:
+                    self._thread = None  # a later defer() starts another
+                    return
+                wait = min(chore.due for chore in self._chores) - time.monotonic()
+                if wait > 0:
+                    self._wake.wait(wait)
+                    continue
+                due = [c for c in self._chores if c.due <= time.monotonic()]
+            for chore in due:
+                if not self._attempt(chore):
+                    break
+
+    def _attempt(self, chore: _Chore) -> bool:
+        chore.attempts += 1
+        try:
+            chore.func()
+        except Exception as exc:
+            now = time.monotonic()
+            with self._lock:
+                if now >= chore.deadline:
+                    self._chores.remove(chore)
+                    log.error("%s: giving up on %s after %d attempts: %s", self.name,
+                              chore.what, chore.attempts, exc)
+                    return False
+                first_minute = now < chore.deadline - self.give_up_after + 60
+                chore.due = now + (self.interval if first_minute else self.slow_interval)
+                # The others due now wait for the next round with this one.
+                for other in self._chores:
+                    other.due = max(other.due, chore.due)
+            return False
+        with self._lock:
+            self._chores.remove(chore)
+        log.info("%s: %s done (attempt %d)", self.name, chore.what, chore.attempts)
+        return True

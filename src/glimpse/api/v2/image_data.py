@@ -85,9 +85,23 @@ async def download(request: Request) -> Response:
         end = data.offset + data.length - 1
         headers["Content-Range"] = f"bytes {data.offset}-{end}/{data.total}"
     body = data.store.read(data.location, data.offset, data.length)
+    # The first chunk is read before any header goes out: a store that cannot serve
+    # answers 503 with its error, rather than 200 and then a cut-off body.
+    try:
+        first = await anext(body)
+    except StopAsyncIteration:
+        first = b""
     return StreamingResponse(
-        body, status_code=status, headers=headers, media_type="application/octet-stream"
+        _prepend(first, body), status_code=status, headers=headers,
+        media_type="application/octet-stream",
     )
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    async for chunk in rest:
+        yield chunk
 
 
 def _parse_range(request: Request) -> ByteRange | None:
