@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import swiftclient
+import urllib3
 from tests.backends import SwiftEndpoint
 from tests.contract.store_contract import (
     MIB,
@@ -204,3 +205,63 @@ def test_credentials_file(tmp_path: Path) -> None:
         load_credentials(path, "ref2")
     with pytest.raises(ValueError, match="cannot be read"):
         load_credentials(tmp_path / "missing.conf", "ref1")
+
+
+class _CutBody:
+    """A Swift response body that breaks after ``after`` chunks, as a dropped connection."""
+
+    def __init__(self, body: Any, after: int) -> None:
+        self.body, self.after = body, after
+
+    def __iter__(self) -> Any:
+        for n, chunk in enumerate(self.body):
+            if n == self.after:
+                raise urllib3.exceptions.ProtocolError("Connection broken: reset by peer")
+            yield chunk
+
+    def close(self) -> None:
+        self.body.close()
+
+
+def cut_first_download(monkeypatch: pytest.MonkeyPatch, after: int) -> list[str]:
+    """Break the first GET's body after ``after`` chunks; the Range of every GET."""
+    real = swiftclient.Connection.get_object
+    ranges: list[str] = []
+
+    def get_object(self: Any, *args: Any, **kwargs: Any) -> Any:
+        headers, body = real(self, *args, **kwargs)
+        ranges.append(kwargs["headers"]["Range"])
+        return headers, (_CutBody(body, after) if len(ranges) == 1 else body)
+
+    monkeypatch.setattr(swiftclient.Connection, "get_object", get_object)
+    return ranges
+
+
+async def test_a_download_cut_off_is_resumed_where_it_stopped(
+    swift_aio: SwiftEndpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """swift_store_retry_get_count: the rest is asked for with a Range, once per retry."""
+    store = ManagedStore("swift", swift_driver(swift_aio, tmp_path, retry_get_count=1))
+    data = os.urandom(3 * MIB + 11)
+    stored = await store.add(new_id(), pieces(data))
+    ranges = cut_first_download(monkeypatch, after=2)  # 1 MiB chunks
+    assert await read_all(store, stored.location, 5) == data[5:]
+    assert ranges == ["bytes=5-", f"bytes={5 + 2 * MIB}-"]
+    monkeypatch.undo()
+    await store.delete(stored.location)
+
+
+async def test_a_download_cut_off_without_retries_is_an_error(
+    swift_aio: SwiftEndpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Glance's default (no retry): the reader gets an error, never a short image."""
+    store = ManagedStore("swift", swift_driver(swift_aio, tmp_path))
+    stored = await store.add(new_id(), pieces(os.urandom(3 * MIB)))
+    cut_first_download(monkeypatch, after=1)
+    received = bytearray()
+    with pytest.raises(StoreUnavailable, match="Store swift: Swift store failed reading"):
+        async for chunk in store.read(stored.location):
+            received += chunk
+    assert len(received) == MIB
+    monkeypatch.undo()
+    await store.delete(stored.location)
