@@ -50,6 +50,9 @@ class QuotaClaim:
     holds: Mapping[str, Hold] = field(default_factory=dict)
     image_id: str | None = None
     holder: str | None = None
+    # A stream growing its hold: it may run past a unified size limit when no other
+    # operation of the project holds bytes of that resource (see glimpse.services.quotas).
+    overdraw: bool = False
 
 
 class QuotaRepository(Protocol):

@@ -9,9 +9,16 @@ read usage before the write and let concurrent requests pass together, a project
 requests are counted one after the other and never pass a limit together.
 
 Bytes are counted as they arrive: an upload or stage *holds* bytes ahead of its data
-(all of ``x-openstack-image-size`` when declared, else growing in steps), and the
-stream stops with 413 at the first byte the project may not take. Glance checks sizes
-once, before the data, and lets that upload finish over the limit.
+(all of ``x-openstack-image-size`` when declared, else growing in steps). Glance checks
+a unified size limit once, before the data (with a delta of 0 when the size is not
+declared), and lets that upload finish over the limit; Tempest's unified-limits
+scenario relies on it. Glimpse keeps that for one operation at a time: a stream may
+run past ``image_size_total`` or ``image_stage_total`` only while no other upload,
+stage or import of the project holds bytes of it, so concurrent streams share the room
+left and the others stop with 413 at the first byte that does not fit. The project
+ends at most one image over its limit, never one per concurrent request, and nothing
+starts while it is over. ``user_storage_quota`` is hard, as in Glance: the stream
+stops at the first byte over.
 
 Where each limit applies, as in Glance:
 
@@ -120,7 +127,7 @@ class QuotaService:
                 grown = await self.repo.extend(QuotaClaim(
                     claim.project_id, limits,
                     holds={r: Hold(written, want) for r in limits},
-                    image_id=claim.image_id, holder=claim.holder,
+                    image_id=claim.image_id, holder=claim.holder, overdraw=True,
                 ))
                 held = min(grown.values())
             yield chunk

@@ -50,6 +50,9 @@ IMPORTING_TO_STORES = "os_glance_importing_to_stores"
 _GONE = ("killed", "deleted", "pending_delete")
 _UPLOADING = ("saving", "uploading", "importing")
 _STAGED = ("uploading", "importing")
+# Unified size limits are soft for one operation at a time (oslo.limit, as Glance uses
+# it); the legacy user_storage_quota is a hard limit in Glance too.
+_OVERDRAWN = (IMAGE_SIZE_TOTAL, IMAGE_STAGE_TOTAL)
 # Any constant the nodes share; the second key is the project's.
 _LOCK_CLASS = 0x71756F74  # "quot"
 
@@ -108,7 +111,13 @@ def settle(conn: Connection, claim: QuotaClaim) -> dict[str, int]:
         added = claim.adds.get(resource, 0)
         need = hold.need if hold is not None else 0
         if 0 <= limit < used + need:
-            raise QuotaExceeded(resource, limit, used - added, added + need)
+            if not (claim.overdraw and resource in _OVERDRAWN and hold is not None
+                    and _held(conn, resource, _owned(claim.project_id), own) == 0):
+                raise QuotaExceeded(resource, limit, used - added, added + need)
+            # The project's only operation under way finishes over the limit, as in
+            # Glance; the next one cannot start until usage is back under it.
+            granted[resource] = hold.want
+            continue
         if hold is not None:
             granted[resource] = _grant(hold, None if limit < 0 else limit - used)
     if granted:
@@ -141,10 +150,14 @@ def _grant(hold: Hold, room: int | None) -> int:
     return hold.need + max(0, min(hold.want - hold.need, spare))
 
 
+def _owned(project_id: str) -> list[ColumnElement[bool]]:
+    return [images.c.owner == project_id, images.c.deleted.is_(False)]
+
+
 def usage_of(
     conn: Connection, resource: str, project_id: str, *, except_hold_of: str | None = None
 ) -> int:
-    owned = [images.c.owner == project_id, images.c.deleted.is_(False)]
+    owned = _owned(project_id)
     if resource == IMAGE_COUNT_TOTAL:
         stmt: Any = select(func.count()).where(*owned, images.c.status.not_in(_GONE))
         return int(conn.scalar(stmt) or 0)
