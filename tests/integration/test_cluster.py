@@ -148,20 +148,25 @@ def _start_pair(
     return nodes[0], nodes[1]
 
 
+def _cluster(
+    identity: dict[str, Any], source: str, root: Path, database: str, *, shared_staging: bool
+) -> Iterator[Cluster]:
+    a, b = _start_pair(root, database, identity, source, shared_staging=shared_staging)
+    try:
+        yield Cluster(a, b, issue_token(identity, "glimpse-a-member"),
+                      issue_token(identity, "glimpse-b-member"))
+    finally:
+        a.stop()
+        b.stop()
+
+
 @pytest.fixture(scope="module")
 def cluster(
     keystone: dict[str, Any], source: str,  # noqa: F811
     tmp_path_factory: pytest.TempPathFactory, worker_id: str,
 ) -> Iterator[Cluster]:
-    database = postgres_database(f"cluster_{worker_id}")
-    root = tmp_path_factory.mktemp(f"cluster-{worker_id}")
-    a, b = _start_pair(root, database, keystone, source, shared_staging=False)
-    try:
-        yield Cluster(a, b, issue_token(keystone, "glimpse-a-member"),
-                      issue_token(keystone, "glimpse-b-member"))
-    finally:
-        a.stop()
-        b.stop()
+    yield from _cluster(keystone, source, tmp_path_factory.mktemp(f"cluster-{worker_id}"),
+                        postgres_database(f"cluster_{worker_id}"), shared_staging=False)
 
 
 @pytest.fixture(scope="module")
@@ -169,15 +174,9 @@ def shared_cluster(
     keystone: dict[str, Any], source: str,  # noqa: F811
     tmp_path_factory: pytest.TempPathFactory, worker_id: str,
 ) -> Iterator[Cluster]:
-    database = postgres_database(f"cluster_shared_{worker_id}")
-    root = tmp_path_factory.mktemp(f"cluster-shared-{worker_id}")
-    a, b = _start_pair(root, database, keystone, source, shared_staging=True)
-    try:
-        yield Cluster(a, b, issue_token(keystone, "glimpse-a-member"),
-                      issue_token(keystone, "glimpse-b-member"))
-    finally:
-        a.stop()
-        b.stop()
+    yield from _cluster(keystone, source,
+                        tmp_path_factory.mktemp(f"cluster-shared-{worker_id}"),
+                        postgres_database(f"cluster_shared_{worker_id}"), shared_staging=True)
 
 
 def _create(client: httpx.Client, **body: Any) -> str:
