@@ -571,20 +571,22 @@ class _Upload:
         overwrites (``glimpse stores orphans`` lists it once the image is deleted).
         """
         conn = self.driver._connection(retries=0)
+        remaining = list(reversed(self.started))  # the manifest (if any) first
         try:
-            for name in reversed(self.started):
+            while remaining:
                 try:
-                    conn.delete_object(self.container, name)
+                    conn.delete_object(self.container, remaining[0])
                 except ClientException as exc:
                     if exc.http_status != 404:
                         raise
+                remaining.pop(0)
         except Exception as exc:
             why = self.driver._translate(exc, "cleaning up")
-            if self.name in self.started:
+            if self.name in remaining:
                 log.warning("could not remove %s/%s after a failed upload (%s); if Swift "
                             "completes its PUT later, the object stays unreferenced",
                             self.container, self.name, why)
-            if any(name != self.name for name in self.started):
+            if any(name != self.name for name in remaining):
                 self.driver.janitor.defer(
                     f"removing segments {self.container}/{self.prefix}* of an aborted upload",
                     functools.partial(self.driver.sweep_segments, self.container, self.prefix),
