@@ -1,4 +1,5 @@
-"""Fixtures for the integration tests of the network stores (tests/backends.py)."""
+"""Fixtures shared by the integration tests: the network stores (tests/backends.py) and
+the real Keystone (tests/identity.py)."""
 
 from tests.backends import (  # noqa: F401
     ceph_central,
@@ -8,3 +9,4 @@ from tests.backends import (  # noqa: F401
     swift_keystone,
     swift_outage,
 )
+from tests.identity import keystone  # noqa: F401

@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.integration.test_keystone import issue_token, keystone  # noqa: F401
+from tests.identity import authtoken_options, issue_token
 from tests.live_server import LiveServer, free_port, postgres_database
 
 PATCH = "application/openstack-images-v2.1-json-patch"
@@ -88,20 +88,6 @@ def source() -> Iterator[str]:
     server.server_close()
 
 
-def _authtoken(identity: dict[str, Any]) -> dict[str, str]:
-    service = identity["service"]
-    return {
-        "www_authenticate_uri": identity["www_authenticate_uri"],
-        "auth_url": identity["www_authenticate_uri"],
-        "auth_type": "password",
-        "project_domain_name": "Default",
-        "user_domain_name": "Default",
-        "project_name": service["project"],
-        "username": service["username"],
-        "password": service["password"],
-    }
-
-
 @dataclass
 class Cluster:
     a: LiveServer
@@ -137,7 +123,7 @@ def _start_pair(
                             "import_lease_seconds": str(LEASE_SECONDS)},
                 "import_filtering_opts": {"allowed_hosts": "127.0.0.1",
                                           "allowed_ports": source.rsplit(":", 1)[1]},
-                "keystone_authtoken": _authtoken(identity),
+                "keystone_authtoken": authtoken_options(identity),
             },
         )
         node.port = port
@@ -162,7 +148,7 @@ def _cluster(
 
 @pytest.fixture(scope="module")
 def cluster(
-    keystone: dict[str, Any], source: str,  # noqa: F811
+    keystone: dict[str, Any], source: str,
     tmp_path_factory: pytest.TempPathFactory, worker_id: str,
 ) -> Iterator[Cluster]:
     yield from _cluster(keystone, source, tmp_path_factory.mktemp(f"cluster-{worker_id}"),
@@ -171,7 +157,7 @@ def cluster(
 
 @pytest.fixture(scope="module")
 def shared_cluster(
-    keystone: dict[str, Any], source: str,  # noqa: F811
+    keystone: dict[str, Any], source: str,
     tmp_path_factory: pytest.TempPathFactory, worker_id: str,
 ) -> Iterator[Cluster]:
     yield from _cluster(keystone, source,

@@ -17,12 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.integration.test_keystone import (  # noqa: F401
-    _cli_env,
-    _keystone,
-    issue_token,
-    keystone,
-)
+from tests.identity import authtoken_options, issue_token, keystone_script
+from tests.integration.test_keystone import _cli_env
 from tests.live_server import LiveServer, tool
 
 METHODS = "glance-direct,web-download,copy-image,glance-download"
@@ -38,34 +34,22 @@ class Regions:
 
 
 def _server(workdir: Path, identity: dict[str, Any], **default: str) -> LiveServer:
-    service = identity["service"]
     workdir.mkdir(parents=True)
     return LiveServer(workdir, auth_strategy="keystone", options={
-        "DEFAULT": default,
-        "keystone_authtoken": {
-            "www_authenticate_uri": identity["www_authenticate_uri"],
-            "auth_url": identity["www_authenticate_uri"],
-            "auth_type": "password",
-            "project_domain_name": "Default",
-            "user_domain_name": "Default",
-            "project_name": service["project"],
-            "username": service["username"],
-            "password": service["password"],
-        },
-    })
+        "DEFAULT": default, "keystone_authtoken": authtoken_options(identity)})
 
 
 @pytest.fixture(scope="module")
 def regions(
-    keystone: dict[str, Any], tmp_path_factory: pytest.TempPathFactory,  # noqa: F811
+    keystone: dict[str, Any], tmp_path_factory: pytest.TempPathFactory,
     worker_id: str,
 ) -> Iterator[Regions]:
     root = tmp_path_factory.mktemp(f"download-{worker_id}")
     local = _server(root / "local", keystone, enabled_import_methods=METHODS).start()
     remote = _server(root / "remote", keystone).start()
     names = [f"dl-local-{worker_id}-{local.port}", f"dl-remote-{worker_id}-{remote.port}"]
-    _keystone("catalog", local.url, names[0])
-    _keystone("catalog", remote.url, names[1])
+    keystone_script("catalog", local.url, names[0])
+    keystone_script("catalog", remote.url, names[1])
     # Tokens are checked (and their catalog read) when used: issue after cataloguing.
     token = issue_token(keystone, "glimpse-a-member")
     headers = {"x-auth-token": token}
@@ -76,7 +60,7 @@ def regions(
     finally:
         for name in names:
             try:
-                _keystone("uncatalog", name)
+                keystone_script("uncatalog", name)
             except (RuntimeError, subprocess.TimeoutExpired):
                 pass
         local.stop()

@@ -29,57 +29,22 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.live_server import REPO, LiveServer, free_port, tool
+from tests.identity import authtoken_options, issue_token, keystone_script
+from tests.live_server import LiveServer, free_port, tool
 
-SCRIPT = REPO / "scripts/keystone"
 PATCH = "application/openstack-images-v2.1-json-patch"
-# A cold start installs Keystone into its own virtualenv first (a few minutes).
-START_TIMEOUT = 900
 CLI_TIMEOUT = 180
-
-
-def _keystone(*args: str, timeout: float = 120) -> str:
-    result = subprocess.run(
-        [str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"scripts/keystone {' '.join(args)} failed:\n{result.stderr}")
-    return result.stdout
-
-
-@pytest.fixture(scope="module")
-def keystone() -> dict[str, Any]:
-    """The running Keystone: URLs, the service user, the test users and projects."""
-    started = time.monotonic()
-    try:
-        state: dict[str, Any] = json.loads(_keystone("json", timeout=START_TIMEOUT))
-    except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI runs must include Keystone: {exc}")
-        pytest.skip(f"Keystone could not be installed or started: {exc}")
-    print(f"keystone ready in {time.monotonic() - started:.1f}s")
-    return state
 
 
 @pytest.fixture(scope="module")
 def glimpse(
     keystone: dict[str, Any], tmp_path_factory: pytest.TempPathFactory, worker_id: str
 ) -> Iterator[LiveServer]:
-    service = keystone["service"]
     server = LiveServer(
         tmp_path_factory.mktemp(f"keystone-{worker_id}"),
         auth_strategy="keystone",
-        options={"keystone_authtoken": {
-            "www_authenticate_uri": keystone["www_authenticate_uri"],
-            "auth_url": keystone["www_authenticate_uri"],
-            "auth_type": "password",
-            "project_domain_name": "Default",
-            "user_domain_name": "Default",
-            "project_name": service["project"],
-            "username": service["username"],
-            "password": service["password"],
-            "service_token_roles_required": "true",
-        }},
+        options={"keystone_authtoken": authtoken_options(
+            keystone, service_token_roles_required="true")},
     )
     server.start()
     try:
@@ -92,25 +57,12 @@ def glimpse(
 def region(glimpse: LiveServer, worker_id: str) -> Iterator[str]:
     """The server in Keystone's catalog (type image), in a region of its own."""
     name = f"glimpse-{worker_id}-{glimpse.port}"
-    _keystone("catalog", glimpse.url, name)
+    keystone_script("catalog", glimpse.url, name)
     yield name
     try:
-        _keystone("uncatalog", name)
+        keystone_script("uncatalog", name)
     except (RuntimeError, subprocess.TimeoutExpired):
         pass
-
-
-def issue_token(keystone: dict[str, Any], user: str) -> str:
-    entry = keystone["users"][user]
-    body = {"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": entry["username"], "domain": {"id": "default"},
-            "password": entry["password"]}}},
-        "scope": {"project": {"id": entry["project_id"]}},
-    }}
-    response = httpx.post(f"{keystone['auth_url']}/auth/tokens", json=body, timeout=60)
-    assert response.status_code == 201, response.text
-    return response.headers["x-subject-token"]
 
 
 class Caller:

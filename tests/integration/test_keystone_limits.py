@@ -26,13 +26,8 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.integration.test_keystone import (  # noqa: F401  (keystone: a fixture)
-    Caller,
-    _cli_env,
-    _keystone,
-    _run,
-    keystone,
-)
+from tests.identity import authtoken_options, keystone_script
+from tests.integration.test_keystone import Caller, _cli_env, _run
 from tests.live_server import LiveServer, tool
 
 MIB = 1024 * 1024
@@ -45,7 +40,7 @@ def region(worker_id: str) -> str:
 
 @pytest.fixture(scope="module")
 def glimpse(
-    keystone: dict[str, Any], region: str, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
+    keystone: dict[str, Any], region: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     service = keystone["service"]
     server = LiveServer(
@@ -54,16 +49,7 @@ def glimpse(
         options={
             "DEFAULT": {"use_keystone_limits": "true"},
             "glimpse": {"keystone_limits_cache_time": "0"},
-            "keystone_authtoken": {
-                "www_authenticate_uri": keystone["www_authenticate_uri"],
-                "auth_url": keystone["www_authenticate_uri"],
-                "auth_type": "password",
-                "project_domain_name": "Default",
-                "user_domain_name": "Default",
-                "project_name": service["project"],
-                "username": service["username"],
-                "password": service["password"],
-            },
+            "keystone_authtoken": authtoken_options(keystone),
             # As Glance's install guide writes it (endpoint found by type and region).
             "oslo_limit": {
                 "auth_url": keystone["www_authenticate_uri"],
@@ -79,8 +65,8 @@ def glimpse(
     )
     server.start()
     try:
-        _keystone("catalog", server.url, region)
-        registered = json.loads(_keystone("limits", region))
+        keystone_script("catalog", server.url, region)
+        registered = json.loads(keystone_script("limits", region))
         assert registered["registered"] == {
             "image_size_total": 1000, "image_stage_total": 1000,
             "image_count_total": 100, "image_count_uploading": 10,
@@ -89,13 +75,13 @@ def glimpse(
     finally:
         server.stop()
         try:
-            _keystone("uncatalog", region)
+            keystone_script("uncatalog", region)
         except (RuntimeError, subprocess.TimeoutExpired):
             pass
 
 
 @pytest.fixture(scope="module")
-def users(glimpse: LiveServer, keystone: dict[str, Any]) -> dict[str, Caller]:  # noqa: F811
+def users(glimpse: LiveServer, keystone: dict[str, Any]) -> dict[str, Caller]:
     return {name: Caller(glimpse, keystone, f"glimpse-{name}")
             for name in ("a-member", "b-member")}
 
@@ -110,7 +96,7 @@ def alice(users: dict[str, Caller], region: str) -> Iterator[Caller]:
 
 def set_limits(region: str, **limits: int) -> None:
     """Project glimpse-a's limits in this server's region (sizes in MiB)."""
-    _keystone("limits", region, *[f"glimpse-a:{k}={v}" for k, v in limits.items()])
+    keystone_script("limits", region, *[f"glimpse-a:{k}={v}" for k, v in limits.items()])
 
 
 def roomy(**limits: int) -> dict[str, int]:
@@ -236,7 +222,7 @@ def test_stage_quota_and_usage_through_an_import(alice: Caller, region: str) -> 
 
 
 def test_glance_usage_command(
-    alice: Caller, region: str, keystone: dict[str, Any], tmp_path: Path  # noqa: F811
+    alice: Caller, region: str, keystone: dict[str, Any], tmp_path: Path
 ) -> None:
     """python-glanceclient's ``glance usage`` reads GET /v2/info/usage."""
     set_limits(region, **roomy(image_count_total=7))

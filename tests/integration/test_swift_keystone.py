@@ -21,6 +21,7 @@ import httpx
 import pytest
 import swiftclient
 from tests.backends import SwiftKeystoneEndpoint, keystone_state
+from tests.identity import authtoken_options, issue_token
 from tests.live_server import LiveServer, database_for
 
 MIB = 1024 * 1024
@@ -40,7 +41,6 @@ def server(
 ) -> Iterator[LiveServer]:
     swift_keystone.config_file(tmp_path, "ks")
     swift_keystone.config_file(tmp_path, "wrong", key=WRONG)
-    service = keystone["service"]
     swift = {
         "swift_store_config_file": str(tmp_path / "glance-swift.conf"),
         "swift_store_container": CONTAINER,
@@ -60,16 +60,7 @@ def server(
             "glance_store": {"default_backend": "local"},
             "swift": {**swift, "default_swift_reference": "ks"},
             "badswift": {**swift, "default_swift_reference": "wrong"},
-            "keystone_authtoken": {
-                "www_authenticate_uri": keystone["www_authenticate_uri"],
-                "auth_url": keystone["www_authenticate_uri"],
-                "auth_type": "password",
-                "project_domain_name": "Default",
-                "user_domain_name": "Default",
-                "project_name": service["project"],
-                "username": service["username"],
-                "password": service["password"],
-            },
+            "keystone_authtoken": authtoken_options(keystone),
         },
     )
     live.start()
@@ -77,19 +68,6 @@ def server(
         yield live
     finally:
         live.stop()
-
-
-def token_of(keystone: dict[str, Any], user: str) -> str:
-    entry = keystone["users"][user]
-    body = {"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": entry["username"], "domain": {"id": "default"},
-            "password": entry["password"]}}},
-        "scope": {"project": {"id": entry["project_id"]}},
-    }}
-    response = httpx.post(f"{keystone['auth_url']}/auth/tokens", json=body, timeout=60)
-    assert response.status_code == 201, response.text
-    return response.headers["x-subject-token"]
 
 
 def swift_names(ks: SwiftKeystoneEndpoint, prefix: str) -> list[str]:
@@ -107,9 +85,9 @@ def test_a_member_uploads_to_swift_on_keystone_and_downloads(
 ) -> None:
     octets = {"content-type": "application/octet-stream"}
     member = httpx.Client(base_url=server.url, timeout=120,
-                          headers={"x-auth-token": token_of(keystone, "glimpse-a-member")})
+                          headers={"x-auth-token": issue_token(keystone, "glimpse-a-member")})
     admin = httpx.Client(base_url=server.url, timeout=120,
-                         headers={"x-auth-token": token_of(keystone, "glimpse-a-admin")})
+                         headers={"x-auth-token": issue_token(keystone, "glimpse-a-admin")})
     data = os.urandom(3 * MIB + 77)  # segments and a manifest
     with member, admin:
         created = member.post("/v2/images", json={
