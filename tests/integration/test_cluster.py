@@ -36,6 +36,7 @@ from tests.live_server import LiveServer, free_port, postgres_database
 PATCH = "application/openstack-images-v2.1-json-patch"
 MiB = 1024 * 1024
 LEASE_SECONDS = 4
+QUOTA_MIB = 48  # per project; only the quota test comes near it
 
 
 class Source(BaseHTTPRequestHandler):
@@ -109,7 +110,8 @@ def _start_pair(
         workdir = root / name
         workdir.mkdir(parents=True)
         port = free_port()
-        default = {"enabled_import_methods": "glance-direct,web-download,copy-image"}
+        default = {"enabled_import_methods": "glance-direct,web-download,copy-image",
+                   "user_storage_quota": f"{QUOTA_MIB}MB"}
         if shared_staging:
             default["node_staging_uri"] = (root / "staging").as_uri()
         else:
@@ -289,6 +291,31 @@ def test_concurrent_patches_through_both_nodes_lose_nothing(cluster: Cluster) ->
         assert codes == [200] * 16
         image = a.get(f"/v2/images/{image_id}").json()
         assert {f"prop_{i}": str(i) for i in range(16)}.items() <= image.items()
+
+
+def test_concurrent_uploads_through_both_nodes_cannot_pass_the_project_quota(
+    cluster: Cluster,
+) -> None:
+    """Each upload fits the quota alone, not both: counted under one lock in the shared
+    database, whichever node takes them; the one refused gives its room back at once,
+    so the other finishes."""
+    size = 40 * MiB
+    with cluster.client(cluster.a, cluster.other_token) as a, \
+            cluster.client(cluster.b, cluster.other_token) as b:
+        images = [_create(a), _create(b)]
+
+        def upload(args: tuple[httpx.Client, str]) -> int:
+            client, image_id = args
+            return client.put(f"/v2/images/{image_id}/file", content=os.urandom(size),
+                              headers={"content-type": "application/octet-stream"}).status_code
+
+        with ThreadPoolExecutor(2) as pool:
+            codes = list(pool.map(upload, [(a, images[0]), (b, images[1])]))
+        assert sorted(codes) == [204, 413], codes
+        states = [a.get(f"/v2/images/{i}").json()["status"] for i in images]
+        assert sorted(states) == ["active", "queued"]
+        for image_id in images:
+            assert a.delete(f"/v2/images/{image_id}").status_code == 204
 
 
 # -- glance-direct with a shared staging area ---------------------------------------

@@ -62,11 +62,24 @@ class SqlQuotaRepository:
         self._db = db
 
     async def extend(self, claim: QuotaClaim) -> dict[str, int]:
-        def run(conn: Connection) -> dict[str, int]:
+        def run(conn: Connection) -> dict[str, int] | QuotaExceeded:
             lock_project(conn, claim.project_id)
-            return settle(conn, claim)
+            try:
+                return settle(conn, claim)
+            except QuotaExceeded as exc:
+                # The stream stops here: its hold goes now, in this transaction, not
+                # when its image is reset, so the project's other streams can use
+                # the room (else two that collide near a limit could both fail).
+                conn.execute(delete(quota_holds).where(
+                    quota_holds.c.image_id == claim.image_id,
+                    quota_holds.c.holder == claim.holder,
+                ))
+                return exc
 
-        return await self._db.run_write(run)
+        granted = await self._db.run_write(run)
+        if isinstance(granted, QuotaExceeded):
+            raise granted
+        return granted
 
     async def usage(self, project_id: str, resources: Sequence[str]) -> dict[str, int]:
         return await self._db.run_read(
