@@ -92,7 +92,7 @@ class LocationImportFailed(GlimpseError):
     """The location cannot be added; the message ends up in the task."""
 
 
-class ImageGone(LocationImportFailed):
+class LocationImportCanceled(LocationImportFailed):
     """The image was deleted (or its lock taken) while the job worked on it."""
 
 
@@ -207,7 +207,7 @@ class LocationImporter:
         ), ["queued"])
         try:
             digest = await self._digest(task, image_id, store, request.url, algo)
-        except ImageGone:
+        except LocationImportCanceled:
             raise
         except Exception as exc:
             log.warning("image %s stays active without hashes: its data at %s could not be "
@@ -225,8 +225,9 @@ class LocationImporter:
 
         def guarded(current: Image) -> ImageChanges:
             if current.properties.get(LOCK) != task.id or current.status in _GONE:
-                raise ImageGone("The image was deleted or taken over while its location "
-                                "was being added.")
+                raise LocationImportCanceled(
+                    "The image was deleted or taken over while its location was being added."
+                )
             if status is not None and current.status not in status:
                 raise LocationImportFailed(
                     f"Image status {current.status} does not allow adding a location."
@@ -235,7 +236,9 @@ class LocationImporter:
 
         updated = await self.images.modify(image_id, guarded)
         if updated is None:
-            raise ImageGone("The image was deleted while its location was being added.")
+            raise LocationImportCanceled(
+                "The image was deleted while its location was being added."
+            )
         return updated
 
     async def _digest(
@@ -246,7 +249,7 @@ class LocationImporter:
         for attempt in range(1, attempts + 1):
             try:
                 return await self._watched(task, image_id, _read_digest(store, url, algo))
-            except ImageGone:
+            except LocationImportCanceled:
                 raise
             except Exception as exc:
                 log.info("[%d/%d] reading %s for image %s failed: %s",
@@ -267,7 +270,7 @@ class LocationImporter:
                 current = await self.images.get(image_id)
                 if (current is None or current.status in _GONE
                         or current.properties.get(LOCK) != task.id):
-                    raise ImageGone(
+                    raise LocationImportCanceled(
                         f"Hash calculation for image {image_id} has been canceled: the image "
                         "was deleted."
                     )
