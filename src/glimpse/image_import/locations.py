@@ -31,6 +31,7 @@ from typing import TypeVar
 from glimpse.db.base import ImageChanges, ImageRepository, TaskRepository
 from glimpse.domain.errors import Conflict, GlimpseError
 from glimpse.domain.image import Image, Location, Task
+from glimpse.image_import.background import BackgroundJobs
 from glimpse.image_import.runner import LOCK, expiry
 from glimpse.stores.registry import CHUNK, ManagedStore, StoreRegistry, rechunk
 
@@ -108,23 +109,18 @@ class LocationImporter:
         self.tasks = tasks
         self.stores = stores
         self.config = config
-        self._running: set[asyncio.Task[None]] = set()
+        self.jobs = BackgroundJobs()
 
     def start(self, task: Task) -> None:
         """Run the job in the background of this process."""
-        job = asyncio.create_task(self.run(task), name=f"location-import-{task.id}")
-        self._running.add(job)
-        job.add_done_callback(self._running.discard)
+        self.jobs.spawn(self.run(task), f"location-import-{task.id}")
 
     async def wait_idle(self) -> None:
         """Wait for every running job (tests, shutdown)."""
-        while self._running:
-            await asyncio.gather(*list(self._running), return_exceptions=True)
+        await self.jobs.wait_idle()
 
     async def cancel_all(self) -> None:
-        for job in list(self._running):
-            job.cancel()
-        await asyncio.gather(*list(self._running), return_exceptions=True)
+        await self.jobs.cancel_all()
 
     async def run(self, task: Task) -> None:
         request = LocationRequest.from_task(task)

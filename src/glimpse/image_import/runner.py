@@ -20,6 +20,7 @@ from glimpse.db.base import ImageChanges, ImageRepository, TaskRepository
 from glimpse.domain.errors import GlimpseError
 from glimpse.domain.image import Image, Location, Task
 from glimpse.formats.stream import FormatPolicy, StreamInspector
+from glimpse.image_import.background import BackgroundJobs
 from glimpse.image_import.glance_download import (
     RemoteCaller,
     RemoteImage,
@@ -102,26 +103,21 @@ class ImportRunner:
         self.staging_dir = staging_dir
         self.plugins = plugins
         self.config = config
-        self._running: set[asyncio.Task[None]] = set()
+        self.jobs = BackgroundJobs()
 
     def start(
         self, task: Task, roles: tuple[str, ...], remote: RemoteCaller | None = None
     ) -> None:
         """Run the import in the background of this process (``remote``: the caller's
         token and catalog, for glance-download)."""
-        job = asyncio.create_task(self.run(task, roles, remote), name=f"import-{task.id}")
-        self._running.add(job)
-        job.add_done_callback(self._running.discard)
+        self.jobs.spawn(self.run(task, roles, remote), f"import-{task.id}")
 
     async def wait_idle(self) -> None:
         """Wait for every running import (tests, shutdown)."""
-        while self._running:
-            await asyncio.gather(*list(self._running), return_exceptions=True)
+        await self.jobs.wait_idle()
 
     async def cancel_all(self) -> None:
-        for job in list(self._running):
-            job.cancel()
-        await asyncio.gather(*list(self._running), return_exceptions=True)
+        await self.jobs.cancel_all()
 
     def staged_path(self, image_id: str) -> Path:
         return self.staging_dir / image_id

@@ -202,14 +202,7 @@ class SqlImageRepository:
             )
             if result.rowcount != 1:
                 return False
-            # The row stays (ids are never reused); its satellites go.
-            for table in (image_properties, image_tags, image_members):
-                conn.execute(delete(table).where(table.c.image_id == image_id))
-            conn.execute(
-                update(image_locations)
-                .where(image_locations.c.image_id == image_id)
-                .values(status="deleted")
-            )
+            _drop_satellites(conn, image_id)
             return True
 
         return await self._db.run_write(remove)
@@ -381,14 +374,7 @@ class SqlImageRepository:
             )
             if result.rowcount != 1:
                 return False
-            # The row stays (ids are never reused); its satellites go.
-            for table in (image_properties, image_tags, image_members):
-                conn.execute(delete(table).where(table.c.image_id == image_id))
-            conn.execute(
-                update(image_locations)
-                .where(image_locations.c.image_id == image_id)
-                .values(status="deleted")
-            )
+            _drop_satellites(conn, image_id)
             return True
 
         return await self._db.run_write(finish)
@@ -619,6 +605,17 @@ class SqlMemberRepository:
             return bool(result.rowcount)
 
         return await self._db.run_write(remove)
+
+
+def _drop_satellites(conn: Connection, image_id: str) -> None:
+    """A deleted image's row stays (ids are never reused); its satellites go."""
+    for table in (image_properties, image_tags, image_members):
+        conn.execute(delete(table).where(table.c.image_id == image_id))
+    conn.execute(
+        update(image_locations)
+        .where(image_locations.c.image_id == image_id)
+        .values(status="deleted")
+    )
 
 
 def _get_member(conn: Connection, image_id: str, member_id: str) -> Member | None:
